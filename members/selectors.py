@@ -1,0 +1,79 @@
+"""Reads of the members domain. Every read of merchant-owned data takes the merchant."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from . import roles
+from .models import Level, MemberCard, Merchant, Owner, Room, Staff, Store
+
+
+def is_platform_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or user.groups.filter(name=roles.PLATFORM_ADMIN).exists()))
+
+
+def staff_of(user: AbstractBaseUser | AnonymousUser) -> Staff | None:
+    if not user.is_authenticated:
+        return None
+    return Staff.objects.select_related("merchant").filter(user=user, is_active=True).first()
+
+
+def merchant_of(user: AbstractBaseUser | AnonymousUser) -> Merchant | None:
+    """The merchant a staff user works for; None for platform admins without a staff record and strangers."""
+    staff = staff_of(user)
+    return staff.merchant if staff else None
+
+
+def merchants_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Merchant]:
+    if is_platform_admin(user):
+        return Merchant.objects.all()
+    merchant = merchant_of(user)
+    return Merchant.objects.filter(pk=merchant.pk) if merchant else Merchant.objects.none()
+
+
+def owners_for(merchant: Merchant) -> QuerySet[Owner]:
+    return Owner.objects.filter(merchant=merchant).select_related("level")
+
+
+def owner_for(merchant: Merchant, pk: int) -> Owner:
+    """One owner of the merchant; Owner.DoesNotExist for any other merchant's owner."""
+    return owners_for(merchant).get(pk=pk)
+
+
+def owner_by_mobile(merchant: Merchant, mobile: str) -> Owner | None:
+    return owners_for(merchant).filter(mobile=mobile).first()
+
+
+def stores_for(merchant: Merchant) -> QuerySet[Store]:
+    return Store.objects.filter(merchant=merchant)
+
+
+def rooms_for(merchant: Merchant) -> QuerySet[Room]:
+    return Room.objects.filter(building__estate__merchant=merchant).select_related("building__estate")
+
+
+def levels_for(merchant: Merchant) -> QuerySet[Level]:
+    return Level.objects.filter(merchant=merchant)
+
+
+def active_card_of(owner: Owner) -> MemberCard | None:
+    return owner.cards.filter(status=MemberCard.Status.ACTIVE).first()
+
+
+def stores_where(user: AbstractBaseUser, permission: str) -> QuerySet[Store]:
+    """Stores on which the user holds the object permission (e.g. 'members.approve_store')."""
+    return get_objects_for_user(user, permission, klass=Store, accept_global_perms=False)
+
+
+def scope_to_user(queryset: QuerySet, user: AbstractBaseUser | AnonymousUser, merchant_path: str) -> QuerySet:
+    """Restrict any merchant-owned queryset to what the user may see: all for platform admins,
+    the user's merchant for staff, nothing for anyone else. `merchant_path` is the lookup to the
+    merchant (e.g. "merchant", "building__estate__merchant")."""
+    if is_platform_admin(user):
+        return queryset
+    merchant = merchant_of(user)
+    if merchant is None:
+        return queryset.none()
+    return queryset.filter(**{merchant_path: merchant})

@@ -1,0 +1,163 @@
+"""Double-entry ledger tables. Only ledger.services writes them (see docs/ledger.md).
+
+Sign convention: a leg's amount is positive for a debit and negative for a credit, so the legs of
+an entry sum to zero per unit. An account's balance is shown on its normal side:
+balance = normal_sign × Σ amounts, where normal_sign is +1 for debit-normal accounts (cash, expenses,
+issuance) and −1 for credit-normal ones (what the merchant owes members and staff, revenue).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from members.models import Merchant, Owner, Staff, Store
+
+
+class ImmutableRowError(Exception):
+    """Raised on any attempt to change or delete a posted ledger row."""
+
+
+class ImmutableQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRowError(f"{self.model.__name__} rows are immutable; post a reversing entry instead.")
+
+    def delete(self):
+        raise ImmutableRowError(f"{self.model.__name__} rows are never deleted; post a reversing entry instead.")
+
+    _raw_delete = delete
+
+
+class ImmutableModel(models.Model):
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableRowError(f"{type(self).__name__} #{self.pk} is posted and cannot change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRowError(f"{type(self).__name__} rows are never deleted.")
+
+
+class Account(models.Model):
+    class Kind(models.TextChoices):
+        ASSET = "asset", _("Asset")
+        LIABILITY = "liability", _("Liability")
+        INCOME = "income", _("Income")
+        EXPENSE = "expense", _("Expense")
+        EQUITY = "equity", _("Equity")
+        MEMO = "memo", _("Memo (counted units)")
+
+    class Purpose(models.TextChoices):
+        # member side
+        PRINCIPAL = "principal", _("Stored value principal (本金)")
+        BONUS = "bonus", _("Stored value bonus (赠送金)")
+        VOUCHER = "voucher", _("Voucher (代金券)")
+        COUPON = "coupon", _("Coupon uses (优惠券)")
+        ENTITLEMENT = "entitlement", _("Entitlement uses (权益)")
+        POINTS = "points", _("Points (积分)")
+        # staff side
+        COMMISSION = "commission", _("Commission payable (佣金)")
+        # merchant side
+        CASH = "cash", _("Cash / clearing by payment method")
+        REVENUE = "revenue", _("Revenue")
+        DEFERRED_REVENUE = "deferred_revenue", _("Deferred revenue")
+        BONUS_EXPENSE = "bonus_expense", _("Bonus expense")
+        COMMISSION_EXPENSE = "commission_expense", _("Commission expense")
+        BREAKAGE = "breakage", _("Breakage (expired / forfeited)")
+        ISSUANCE = "issuance", _("Issuance (counted units outstanding)")
+
+    class Holder(models.TextChoices):
+        MEMBER = "member", _("Member")
+        STAFF = "staff", _("Staff member")
+        MERCHANT = "merchant", _("Merchant")
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="ledger_accounts")
+    holder = models.CharField(max_length=8, choices=Holder.choices)
+    member = models.ForeignKey(Owner, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts")
+    staff = models.ForeignKey(Staff, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts")
+    # "member:12", "staff:3" or "merchant": one non-null key for the uniqueness constraint.
+    holder_key = models.CharField(max_length=32, editable=False)
+    purpose = models.CharField(max_length=24, choices=Purpose.choices)
+    unit = models.CharField(max_length=40)
+    # Distinguishes accounts of the same purpose and unit: a payment method, a voucher batch, …
+    detail = models.CharField(max_length=64, blank=True, default="")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    normal_sign = models.SmallIntegerField(choices=[(1, "debit"), (-1, "credit")])
+    allow_negative = models.BooleanField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "holder_key", "purpose", "unit", "detail"], name="ledger_account_identity"
+            ),
+            models.CheckConstraint(condition=models.Q(normal_sign__in=[1, -1]), name="ledger_account_normal_sign"),
+        ]
+        indexes = [models.Index(fields=["member"], name="ledger_acct_member_idx")]
+
+    def __str__(self) -> str:
+        detail = f"/{self.detail}" if self.detail else ""
+        return f"{self.holder_key}:{self.purpose}{detail} [{self.unit}]"
+
+
+class AccountBalance(models.Model):
+    """Cached normal-side balance of an account that may not go negative; written only by ledger.services
+    in the transaction that posts the legs."""
+
+    account = models.OneToOneField(Account, on_delete=models.PROTECT, primary_key=True, related_name="cached")
+    balance = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(balance__gte=0), name="ledger_balance_non_negative")]
+
+
+class Entry(ImmutableModel):
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=128)
+    operation_type = models.CharField(max_length=32)
+    operation_ref = models.CharField(max_length=64)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    actor_label = models.CharField(max_length=64, blank=True)
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, null=True, related_name="+")
+    memo = models.CharField(max_length=200, blank=True)
+    posted_at = models.DateTimeField()
+    reverses = models.ForeignKey("self", on_delete=models.PROTECT, null=True, related_name="reversals")
+    # sha256 of the entry's content, to tell a retry from a conflicting reuse of the key.
+    fingerprint = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name_plural = "entries"
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="ledger_entry_idempotency"),
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "operation_type", "operation_ref"], name="ledger_entry_operation_idx"),
+            models.Index(fields=["merchant", "posted_at"], name="ledger_entry_posted_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.operation_type} {self.operation_ref}"
+
+
+class Leg(ImmutableModel):
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="legs")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="legs")
+    unit = models.CharField(max_length=40)
+    amount = models.BigIntegerField(help_text="Debit positive, credit negative; never zero.")
+    # Normal-side balance of a bounded account right after this leg (null for merchant-side accounts).
+    balance_after = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_leg_amount_non_zero")]
+        # Covering on PostgreSQL: merchant-side balances are index-only sums.
+        indexes = [models.Index(fields=["account", "entry"], include=["amount"], name="ledger_leg_account_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount:+d} {self.unit}"

@@ -1,0 +1,281 @@
+"""The ledger's read API: balances, statements, totals, reconciliation. Every balance in the product
+comes from here."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
+from django.utils import timezone
+
+from members.models import Merchant, Owner, Staff
+
+from .models import Account, AccountBalance, Entry, Leg
+
+
+def balance(account: Account, at: datetime.datetime | None = None) -> int:
+    """Normal-side balance of the account, now or as of `at` (inclusive). Exact for every account:
+    the cached row for bounded accounts now, the sum of legs otherwise."""
+    if at is None and not account.allow_negative:
+        return AccountBalance.objects.get(account=account).balance
+    legs = Leg.objects.filter(account=account)
+    if at is not None:
+        legs = legs.filter(entry__posted_at__lte=at)
+    total = legs.aggregate(total=Coalesce(Sum("amount"), 0))["total"]
+    return total * account.normal_sign
+
+
+def balances(accounts: Iterable[Account]) -> dict[int, int]:
+    """Current normal-side balances of many accounts in two queries: account id → balance."""
+    accounts = list(accounts)
+    result: dict[int, int] = {}
+    bounded = [a.pk for a in accounts if not a.allow_negative]
+    if bounded:
+        result.update(AccountBalance.objects.filter(account_id__in=bounded).values_list("account_id", "balance"))
+    free = {a.pk: a.normal_sign for a in accounts if a.allow_negative}
+    if free:
+        sums = dict(
+            Leg.objects.filter(account_id__in=free)
+            .values("account_id")
+            .annotate(t=Sum("amount"))
+            .values_list("account_id", "t")
+        )
+        result.update({acc_id: sums.get(acc_id, 0) * sign for acc_id, sign in free.items()})
+    return result
+
+
+@dataclass(frozen=True)
+class AccountBalanceRow:
+    account: Account
+    balance: int
+
+
+def member_balances(member: Owner) -> list[AccountBalanceRow]:
+    """Every ledger account of a member with its balance (one query)."""
+    accounts = (
+        Account.objects.filter(merchant_id=member.merchant_id, member=member)
+        .select_related("cached")
+        .order_by("purpose", "unit", "detail")
+    )
+    return [AccountBalanceRow(a, a.cached.balance) for a in accounts]
+
+
+def staff_balances(staff: Staff) -> list[AccountBalanceRow]:
+    accounts = Account.objects.filter(merchant_id=staff.merchant_id, staff=staff).select_related("cached")
+    return [AccountBalanceRow(a, a.cached.balance) for a in accounts]
+
+
+def accounts_of(merchant: Merchant) -> QuerySet[Account]:
+    return Account.objects.filter(merchant=merchant)
+
+
+def find_account(
+    merchant: Merchant, purpose: str, unit: str, *, member: Owner | None = None, staff: Staff | None = None,
+    detail: str = "",
+) -> Account | None:  # fmt: skip
+    """The account if it exists (reads never create accounts)."""
+    holder_key = f"member:{member.pk}" if member else f"staff:{staff.pk}" if staff else "merchant"
+    return Account.objects.filter(
+        merchant=merchant, holder_key=holder_key, purpose=purpose, unit=unit, detail=detail
+    ).first()
+
+
+def entries_for(merchant: Merchant, operation_type: str, operation_ref: str) -> QuerySet[Entry]:
+    return Entry.objects.filter(merchant=merchant, operation_type=operation_type, operation_ref=operation_ref)
+
+
+def entry_legs(entry: Entry) -> QuerySet[Leg]:
+    return Leg.objects.filter(entry=entry).select_related("account").order_by("id")
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: int
+    posted_at: datetime.datetime
+    operation_type: str
+    operation_ref: str
+    memo: str
+    change: int  # normal side: + raises the balance
+    balance: int
+
+
+@dataclass
+class Statement:
+    account: Account
+    start: datetime.datetime
+    end: datetime.datetime
+    opening: int
+    lines: list[StatementLine] = field(default_factory=list)
+
+    @property
+    def closing(self) -> int:
+        return self.lines[-1].balance if self.lines else self.opening
+
+
+def _local_bounds(start: datetime.date | datetime.datetime, end: datetime.date | datetime.datetime):
+    tz = timezone.get_current_timezone()
+    if not isinstance(start, datetime.datetime):
+        start = datetime.datetime.combine(start, datetime.time.min, tzinfo=tz)
+    if not isinstance(end, datetime.datetime):
+        end = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)
+    return start, end
+
+
+def statement(
+    account: Account, start: datetime.date | datetime.datetime, end: datetime.date | datetime.datetime
+) -> Statement:
+    """Lines of the account from `start` to `end` (dates are whole local days, inclusive) with a
+    running normal-side balance that starts from the balance before `start`."""
+    start_at, end_at = _local_bounds(start, end)
+    sign = account.normal_sign
+    opening = Leg.objects.filter(account=account, entry__posted_at__lt=start_at).aggregate(
+        t=Coalesce(Sum("amount"), 0)
+    )["t"]
+    result = Statement(account=account, start=start_at, end=end_at, opening=opening * sign)
+    running = result.opening
+    legs = (
+        Leg.objects.filter(account=account, entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+        .select_related("entry")
+        .order_by("entry__posted_at", "id")
+    )
+    for leg in legs:
+        running += leg.amount * sign
+        result.lines.append(
+            StatementLine(leg.entry_id, leg.entry.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
+                          leg.entry.memo, leg.amount * sign, running)
+        )  # fmt: skip
+    return result
+
+
+# ---------------------------------------------------------------- totals
+
+_TRUNC = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+
+
+def totals(
+    merchant: Merchant,
+    *,
+    unit: str = "CNY",
+    purposes: Iterable[str] | None = None,
+    period: str = "day",
+    by_store: bool = False,
+    by_detail: bool = False,
+    start: datetime.date | datetime.datetime | None = None,
+    end: datetime.date | datetime.datetime | None = None,
+) -> list[dict]:
+    """Debit, credit and net totals of legs in one unit, grouped by local day/week/month, and optionally
+    by store and by account detail (the payment method of cash accounts). Reversals are included, so
+    a refunded amount nets out in the period of its reversal."""
+    if period not in _TRUNC:
+        raise ValueError(f"period must be one of {sorted(_TRUNC)}")
+    legs = Leg.objects.filter(entry__merchant=merchant, unit=unit)
+    if purposes is not None:
+        legs = legs.filter(account__purpose__in=list(purposes))
+    if start is not None or end is not None:
+        start_at, end_at = _local_bounds(start or datetime.date(2000, 1, 1), end or datetime.date(2999, 12, 31))
+        legs = legs.filter(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+    tz = ZoneInfo(settings.TIME_ZONE)
+    group = {"period": _TRUNC[period]("entry__posted_at", tzinfo=tz)}
+    if by_store:
+        group["store_id"] = F("entry__store_id")
+    if by_detail:
+        group["detail"] = F("account__detail")
+    positive = Case(When(amount__gt=0, then=F("amount")), default=Value(0), output_field=IntegerField())
+    negative = Case(When(amount__lt=0, then=-F("amount")), default=Value(0), output_field=IntegerField())
+    rows = (
+        legs.annotate(**group)
+        .values(*group)
+        .annotate(debit=Coalesce(Sum(positive), 0), credit=Coalesce(Sum(negative), 0))
+        .order_by(*group)
+    )
+    result = []
+    for row in rows:
+        row = dict(row)
+        if isinstance(row["period"], datetime.datetime):
+            row["period"] = timezone.localtime(row["period"], tz).date()
+        row["net"] = row["debit"] - row["credit"]
+        result.append(row)
+    return result
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+@dataclass
+class ReconciliationReport:
+    accounts_checked: int = 0
+    entries_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
+    """Recompute every cached balance from legs, check every entry sums to zero per unit, every leg's
+    unit is its account's, no bounded account is negative and every bounded account has its row."""
+    report = ReconciliationReport()
+    where_m = "WHERE a.merchant_id = %s" if merchant else ""
+    params = [merchant.pk] if merchant else []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.id, a.normal_sign, b.balance, COALESCE(SUM(l.amount), 0)"
+            " FROM ledger_account a JOIN ledger_accountbalance b ON b.account_id = a.id"
+            " LEFT JOIN ledger_leg l ON l.account_id = a.id " + where_m + " GROUP BY a.id, a.normal_sign, b.balance",
+            params,
+        )
+        for acc_id, sign, cached, total in cursor.fetchall():
+            report.accounts_checked += 1
+            if cached != total * sign:
+                report.problems.append(f"account {acc_id}: cached balance {cached} but legs give {total * sign}")
+            if cached < 0:
+                report.problems.append(f"account {acc_id}: bounded balance is negative ({cached})")
+        cursor.execute(
+            "SELECT a.id FROM ledger_account a LEFT JOIN ledger_accountbalance b ON b.account_id = a.id "
+            + ("WHERE a.merchant_id = %s AND " if merchant else "WHERE ")
+            + "a.allow_negative = %s AND b.account_id IS NULL",
+            params + [False],
+        )
+        for (acc_id,) in cursor.fetchall():
+            report.problems.append(f"account {acc_id}: bounded account without a balance row")
+        where_e = "WHERE e.merchant_id = %s" if merchant else ""
+        cursor.execute("SELECT COUNT(*) FROM ledger_entry e " + where_e, params)
+        report.entries_checked = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT l.entry_id, l.unit, SUM(l.amount) FROM ledger_leg l JOIN ledger_entry e ON e.id = l.entry_id "
+            + where_e + " GROUP BY l.entry_id, l.unit HAVING SUM(l.amount) <> 0",
+            params,
+        )  # fmt: skip
+        for entry_id, unit, total in cursor.fetchall():
+            report.problems.append(f"entry {entry_id}: legs in {unit} sum to {total}, not 0")
+        cursor.execute(
+            "SELECT e.id FROM ledger_entry e LEFT JOIN ledger_leg l ON l.entry_id = e.id "
+            + where_e + " GROUP BY e.id HAVING COUNT(l.id) < 2",
+            params,
+        )  # fmt: skip
+        for (entry_id,) in cursor.fetchall():
+            report.problems.append(f"entry {entry_id}: fewer than two legs")
+        cursor.execute(
+            "SELECT l.id, l.unit, a.unit FROM ledger_leg l JOIN ledger_account a ON a.id = l.account_id "
+            + ("WHERE a.merchant_id = %s AND " if merchant else "WHERE ")
+            + "l.unit <> a.unit",
+            params,
+        )
+        for leg_id, leg_unit, acc_unit in cursor.fetchall():
+            report.problems.append(f"leg {leg_id}: unit {leg_unit} differs from its account's {acc_unit}")
+    return report
+
+
+def legs_matching(merchant: Merchant, **filters) -> QuerySet[Leg]:
+    """Legs of the merchant filtered by ORM lookups (for reports built on the ledger)."""
+    return Leg.objects.filter(Q(entry__merchant=merchant), **filters)

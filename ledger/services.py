@@ -1,0 +1,532 @@
+"""The ledger's write API: accounts, posting and reversal. Nothing else writes ledger tables.
+
+Posting is hand-written SQL through Django's connection (PostgreSQL and SQLite alike): the ORM path
+costs several milliseconds of Python per entry, which would cap throughput far below the database.
+Per entry: one INSERT of the entry (ON CONFLICT on the idempotency key), one guarded UPDATE per
+bounded account in account-id order (or one ordered lock query and a batched update for many), and
+one multi-row INSERT of the legs. Merchant-side accounts that may go negative are never locked or
+updated: their balance is the sum of their legs, so a hot cash account does not serialise writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from members.models import Merchant, Owner, Staff, Store
+
+from .errors import (
+    ForeignAccount,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidLeg,
+    LedgerError,
+    ReversalError,
+    UnbalancedEntry,
+)
+from .models import Account, AccountBalance, Entry, Leg
+
+Purpose = Account.Purpose
+Holder = Account.Holder
+Kind = Account.Kind
+
+CNY = "CNY"
+POINT = "POINT"
+_UNIT_RE = re.compile(r"^(CNY|POINT|[A-Z]{2,8}:[0-9A-Za-z_.-]{1,30})$")
+MAX_AMOUNT = 10**15  # fen: far beyond any real balance, far inside bigint
+
+
+@dataclass(frozen=True)
+class PurposeSpec:
+    holder: str
+    kind: str
+    normal_sign: int  # +1 debit-normal, -1 credit-normal
+    unit_rule: str  # "CNY", "POINT", "counted" (coupon/entitlement units) or "any"
+
+
+PURPOSES: dict[str, PurposeSpec] = {
+    Purpose.PRINCIPAL: PurposeSpec(Holder.MEMBER, Kind.LIABILITY, -1, "CNY"),
+    Purpose.BONUS: PurposeSpec(Holder.MEMBER, Kind.LIABILITY, -1, "CNY"),
+    Purpose.VOUCHER: PurposeSpec(Holder.MEMBER, Kind.LIABILITY, -1, "CNY"),
+    Purpose.COUPON: PurposeSpec(Holder.MEMBER, Kind.MEMO, -1, "counted"),
+    Purpose.ENTITLEMENT: PurposeSpec(Holder.MEMBER, Kind.MEMO, -1, "counted"),
+    Purpose.POINTS: PurposeSpec(Holder.MEMBER, Kind.MEMO, -1, "POINT"),
+    Purpose.COMMISSION: PurposeSpec(Holder.STAFF, Kind.LIABILITY, -1, "CNY"),
+    Purpose.CASH: PurposeSpec(Holder.MERCHANT, Kind.ASSET, 1, "CNY"),
+    Purpose.REVENUE: PurposeSpec(Holder.MERCHANT, Kind.INCOME, -1, "CNY"),
+    Purpose.DEFERRED_REVENUE: PurposeSpec(Holder.MERCHANT, Kind.LIABILITY, -1, "CNY"),
+    Purpose.BONUS_EXPENSE: PurposeSpec(Holder.MERCHANT, Kind.EXPENSE, 1, "CNY"),
+    Purpose.COMMISSION_EXPENSE: PurposeSpec(Holder.MERCHANT, Kind.EXPENSE, 1, "CNY"),
+    Purpose.BREAKAGE: PurposeSpec(Holder.MERCHANT, Kind.INCOME, -1, "CNY"),
+    Purpose.ISSUANCE: PurposeSpec(Holder.MERCHANT, Kind.MEMO, 1, "any"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LegSpec:
+    """One leg to post: debit positive, credit negative. `unit`, when given, must be the account's."""
+
+    account: Account
+    amount: int
+    unit: str | None = None
+
+
+def debit(account: Account, amount: int) -> LegSpec:
+    return LegSpec(account, amount)
+
+
+def credit(account: Account, amount: int) -> LegSpec:
+    return LegSpec(account, -amount)
+
+
+def increase(account: Account, amount: int) -> LegSpec:
+    """The leg that raises the account's normal-side balance by `amount`."""
+    return LegSpec(account, amount * account.normal_sign)
+
+
+def decrease(account: Account, amount: int) -> LegSpec:
+    """The leg that lowers the account's normal-side balance by `amount`."""
+    return LegSpec(account, -amount * account.normal_sign)
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def _check_unit(purpose: str, unit: str) -> None:
+    if not isinstance(unit, str) or not _UNIT_RE.match(unit):
+        raise InvalidLeg("unit", f"'{unit}' is not a unit (CNY, POINT or e.g. CPN:12 / ENT:7).")
+    rule = PURPOSES[purpose].unit_rule
+    if rule in (CNY, POINT) and unit != rule:
+        raise InvalidLeg("unit", f"Accounts for {purpose} are kept in {rule}, not {unit}.")
+    if rule == "counted" and unit in (CNY, POINT):
+        raise InvalidLeg("unit", f"Accounts for {purpose} count uses of one template or service, not {unit}.")
+
+
+def _holder_key(holder: str, member_id: int | None, staff_id: int | None) -> str:
+    if holder == Holder.MEMBER:
+        return f"member:{member_id}"
+    if holder == Holder.STAFF:
+        return f"staff:{staff_id}"
+    return "merchant"
+
+
+def _new_account(merchant_id: int, purpose: str, unit: str, member_id=None, staff_id=None, detail="") -> Account:
+    spec = PURPOSES[purpose]
+    return Account(
+        merchant_id=merchant_id,
+        holder=spec.holder,
+        member_id=member_id,
+        staff_id=staff_id,
+        holder_key=_holder_key(spec.holder, member_id, staff_id),
+        purpose=purpose,
+        unit=unit,
+        detail=detail,
+        kind=spec.kind,
+        normal_sign=spec.normal_sign,
+        allow_negative=spec.holder == Holder.MERCHANT,
+    )
+
+
+def get_or_create_account(
+    merchant: Merchant,
+    purpose: str,
+    unit: str,
+    *,
+    member: Owner | None = None,
+    staff: Staff | None = None,
+    detail: str = "",
+) -> Account:
+    """The account of (merchant, holder, purpose, unit, detail), created with its balance row if new.
+
+    Race-free: concurrent callers insert with ON CONFLICT DO NOTHING and read back the one row.
+    """
+    if purpose not in PURPOSES:
+        raise InvalidLeg("purpose", f"Unknown account purpose '{purpose}'.")
+    spec = PURPOSES[purpose]
+    if spec.holder == Holder.MEMBER and (member is None or staff is not None):
+        raise InvalidLeg("member", f"A {purpose} account belongs to a member.")
+    if spec.holder == Holder.STAFF and (staff is None or member is not None):
+        raise InvalidLeg("staff", f"A {purpose} account belongs to a staff member.")
+    if spec.holder == Holder.MERCHANT and (member is not None or staff is not None):
+        raise InvalidLeg("purpose", f"A {purpose} account belongs to the merchant.")
+    for holder in (member, staff):
+        if holder is not None and holder.merchant_id != merchant.pk:
+            raise ForeignAccount("merchant", f"{holder} belongs to another merchant.")
+    _check_unit(purpose, unit)
+    key = _holder_key(spec.holder, member and member.pk, staff and staff.pk)
+    lookup = {"merchant": merchant, "holder_key": key, "purpose": purpose, "unit": unit, "detail": detail}
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    with transaction.atomic():
+        Account.objects.bulk_create(
+            [_new_account(merchant.pk, purpose, unit, member and member.pk, staff and staff.pk, detail)],
+            ignore_conflicts=True,
+        )
+        account = Account.objects.get(**lookup)
+        if not account.allow_negative:
+            AccountBalance.objects.bulk_create([AccountBalance(account=account)], ignore_conflicts=True)
+    return account
+
+
+def get_or_create_member_accounts(
+    merchant: Merchant, purpose: str, unit: str, member_ids: Sequence[int], *, detail: str = ""
+) -> dict[int, Account]:
+    """Bulk form of get_or_create_account for many members (batch issuance). Returns member id → account."""
+    if PURPOSES.get(purpose) is None or PURPOSES[purpose].holder != Holder.MEMBER:
+        raise InvalidLeg("purpose", f"'{purpose}' is not a member account purpose.")
+    _check_unit(purpose, unit)
+    member_ids = list(dict.fromkeys(member_ids))
+    own = 0
+    for chunk in _chunks(member_ids, 5000):
+        own += Owner.objects.filter(merchant=merchant, pk__in=chunk).count()
+    if own != len(member_ids):
+        raise ForeignAccount(
+            "members", f"{len(member_ids) - own} of the members belong to another merchant or do not exist."
+        )
+    result: dict[int, Account] = {}
+    with transaction.atomic():
+        for chunk in _chunks(member_ids, 2000):
+            Account.objects.bulk_create(
+                [_new_account(merchant.pk, purpose, unit, member_id=m, detail=detail) for m in chunk],
+                ignore_conflicts=True,
+            )
+            accounts = list(
+                Account.objects.filter(
+                    merchant=merchant,
+                    purpose=purpose,
+                    unit=unit,
+                    detail=detail,
+                    holder_key__in=[f"member:{m}" for m in chunk],
+                )
+            )
+            AccountBalance.objects.bulk_create([AccountBalance(account=a) for a in accounts], ignore_conflicts=True)
+            result.update({a.member_id: a for a in accounts})
+    return result
+
+
+# ---------------------------------------------------------------- posting
+
+
+@dataclass
+class _Prepared:
+    merchant_id: int
+    legs: list[tuple[Account, int]]
+    operation_type: str
+    operation_ref: str
+    idempotency_key: str
+    actor_id: int | None
+    actor_label: str
+    store_id: int | None
+    memo: str
+    reverses_id: int | None
+    fingerprint: str
+
+
+def _prepare(
+    merchant: Merchant,
+    legs: Iterable[LegSpec | tuple[Account, int]],
+    operation_type: str,
+    operation_ref: str,
+    idempotency_key: str,
+    actor: AbstractBaseUser | None,
+    actor_label: str,
+    store: Store | None,
+    memo: str,
+    reverses_id: int | None,
+) -> _Prepared:
+    merchant_id = merchant.pk if isinstance(merchant, Merchant) else int(merchant)
+    for field, value, limit in (
+        ("idempotency_key", idempotency_key, 128),
+        ("operation_type", operation_type, 32),
+        ("operation_ref", operation_ref, 64),
+    ):
+        if not isinstance(value, str) or not value.strip():
+            raise LedgerError(field, f"{field} is required.")
+        if len(value) > limit:
+            raise LedgerError(field, f"{field} is longer than {limit} characters.")
+    if len(memo) > 200:
+        raise LedgerError("memo", "memo is longer than 200 characters.")
+    if store is not None and store.merchant_id != merchant_id:
+        raise ForeignAccount("store", f"Store {store.pk} belongs to another merchant.")
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    if actor is None and not actor_label:
+        actor_label = "system"
+
+    prepared: list[tuple[Account, int]] = []
+    sums: dict[str, int] = defaultdict(int)
+    for i, leg in enumerate(legs):
+        account, amount, unit = (leg.account, leg.amount, leg.unit) if isinstance(leg, LegSpec) else (*leg, None)
+        if not isinstance(account, Account) or account.pk is None:
+            raise InvalidLeg(f"legs[{i}].account", "Each leg needs a saved ledger account.")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidLeg(f"legs[{i}].amount", f"Amounts are whole integers (fen or units), got {amount!r}.")
+        if amount == 0:
+            raise InvalidLeg(f"legs[{i}].amount", "A leg's amount cannot be zero.")
+        if abs(amount) > MAX_AMOUNT:
+            raise InvalidLeg(f"legs[{i}].amount", f"{amount} is beyond the largest allowed amount.")
+        if unit is not None and unit != account.unit:
+            raise InvalidLeg(f"legs[{i}].unit", f"The leg is in {unit} but account {account} is in {account.unit}.")
+        if account.merchant_id != merchant_id:
+            raise ForeignAccount(f"legs[{i}].account", f"Account {account} belongs to another merchant.")
+        prepared.append((account, amount))
+        sums[account.unit] += amount
+    if len(prepared) < 2:
+        raise InvalidLeg("legs", "An entry needs at least two legs.")
+    unbalanced = {u: s for u, s in sums.items() if s != 0}
+    if unbalanced:
+        detail = ", ".join(f"{u} off by {s:+d}" for u, s in sorted(unbalanced.items()))
+        raise UnbalancedEntry("legs", f"Legs must sum to zero per unit: {detail}.")
+
+    content = {
+        "t": operation_type,
+        "r": operation_ref,
+        "s": store.pk if store else None,
+        "v": reverses_id,
+        "l": sorted((a.pk, amt) for a, amt in prepared),
+    }
+    fingerprint = hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
+    return _Prepared(
+        merchant_id=merchant_id,
+        legs=prepared,
+        operation_type=operation_type,
+        operation_ref=operation_ref,
+        idempotency_key=idempotency_key,
+        actor_id=actor.pk if actor is not None else None,
+        actor_label=actor_label,
+        store_id=store.pk if store else None,
+        memo=memo,
+        reverses_id=reverses_id,
+        fingerprint=fingerprint,
+    )
+
+
+def post_entry(
+    *,
+    merchant: Merchant,
+    legs: Iterable[LegSpec | tuple[Account, int]],
+    operation_type: str,
+    operation_ref: str,
+    idempotency_key: str,
+    actor: AbstractBaseUser | None,
+    actor_label: str = "",
+    store: Store | None = None,
+    memo: str = "",
+) -> Entry:
+    """Post one balanced entry atomically and return it.
+
+    Refuses (raising a LedgerError, posting nothing) legs that do not sum to zero per unit, a leg whose
+    unit differs from its account's, zero or non-integer amounts, accounts of another merchant, and any
+    change that would take a bounded (member or staff) account below zero after locking it. The same
+    idempotency key with the same content returns the first entry; with other content it fails.
+    """
+    prepared = _prepare(
+        merchant, legs, operation_type, operation_ref, idempotency_key, actor, actor_label, store, memo, None
+    )
+    with transaction.atomic():
+        return _write(prepared)
+
+
+def _write(p: _Prepared) -> Entry:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id,"
+            " actor_label, store_id, memo, posted_at, reverses_id, fingerprint)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id",
+            [p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
+             p.store_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id, p.fingerprint],
+        )  # fmt: skip
+        row = cursor.fetchone()
+        if row is None:
+            return _existing(p)
+        entry_id = row[0]
+
+        # Normal-side change per bounded account.
+        changes: dict[int, int] = {}
+        accounts: dict[int, Account] = {}
+        for account, amount in p.legs:
+            accounts[account.pk] = account
+            if not account.allow_negative:
+                changes[account.pk] = changes.get(account.pk, 0) + amount * account.normal_sign
+        new_balances = _apply_bounded_changes(cursor, changes, accounts) if changes else {}
+
+        # balance_after per leg: walk each bounded account from its balance before this entry.
+        running = {acc_id: new_balances[acc_id] - change for acc_id, change in changes.items()}
+        rows = []
+        for account, amount in p.legs:
+            after = None
+            if account.pk in running:
+                running[account.pk] += amount * account.normal_sign
+                after = running[account.pk]
+            rows.append((entry_id, account.pk, account.unit, amount, after))
+        for chunk in _chunks(rows, 500):
+            cursor.execute(
+                "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)),
+                [value for leg in chunk for value in leg],
+            )
+    entry = Entry(
+        id=entry_id, merchant_id=p.merchant_id, idempotency_key=p.idempotency_key, operation_type=p.operation_type,
+        operation_ref=p.operation_ref, actor_id=p.actor_id, actor_label=p.actor_label, store_id=p.store_id,
+        memo=p.memo, posted_at=now, reverses_id=p.reverses_id, fingerprint=p.fingerprint,
+    )  # fmt: skip
+    entry._state.adding = False
+    entry._state.db = connection.alias
+    return entry
+
+
+def _apply_bounded_changes(cursor, changes: dict[int, int], accounts: dict[int, Account]) -> dict[int, int]:
+    """Lock and update the cached balances in ascending account id (one stable order: no deadlocks);
+    refuse any that would go below zero. Returns account id → new balance."""
+    ordered = sorted(changes)
+    result: dict[int, int] = {}
+    if len(ordered) <= 4:
+        # One guarded UPDATE per account: the row lock, the check and the write in one round trip.
+        for acc_id in ordered:
+            change = changes[acc_id]
+            cursor.execute(
+                "UPDATE ledger_accountbalance SET balance = balance + %s"
+                " WHERE account_id = %s AND balance + %s >= 0 RETURNING balance",
+                [change, acc_id, change],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                _raise_for_missing_or_insufficient(cursor, accounts[acc_id], change)
+            result[acc_id] = row[0]
+        return result
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    current: dict[int, int] = {}
+    for chunk in _chunks(ordered, 1000):
+        cursor.execute(
+            "SELECT account_id, balance FROM ledger_accountbalance WHERE account_id IN ("
+            + ", ".join(["%s"] * len(chunk))
+            + ") ORDER BY account_id"
+            + lock,
+            chunk,
+        )
+        current.update(cursor.fetchall())
+    for acc_id in ordered:
+        if acc_id not in current:
+            raise LedgerError("account", f"Account {accounts[acc_id]} has no balance row.")
+        new = current[acc_id] + changes[acc_id]
+        if new < 0:
+            raise InsufficientBalance(accounts[acc_id], current[acc_id], changes[acc_id])
+        result[acc_id] = new
+    for chunk in _chunks(ordered, 500):
+        cursor.execute(
+            "UPDATE ledger_accountbalance SET balance = CASE account_id "
+            + " ".join(["WHEN %s THEN %s"] * len(chunk))
+            + " END WHERE account_id IN ("
+            + ", ".join(["%s"] * len(chunk))
+            + ")",
+            [v for acc_id in chunk for v in (acc_id, result[acc_id])] + list(chunk),
+        )
+    return result
+
+
+def _raise_for_missing_or_insufficient(cursor, account: Account, change: int) -> None:
+    cursor.execute("SELECT balance FROM ledger_accountbalance WHERE account_id = %s", [account.pk])
+    row = cursor.fetchone()
+    if row is None:
+        raise LedgerError("account", f"Account {account} has no balance row.")
+    raise InsufficientBalance(account, row[0], change)
+
+
+def _existing(p: _Prepared) -> Entry:
+    entry = Entry.objects.get(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key)
+    if entry.fingerprint != p.fingerprint:
+        raise IdempotencyConflict(
+            "idempotency_key",
+            f"Key '{p.idempotency_key}' was already used for entry #{entry.pk} with different content.",
+        )
+    return entry
+
+
+# ---------------------------------------------------------------- reversal
+
+
+def reverse_entry(
+    entry: Entry,
+    *,
+    idempotency_key: str,
+    actor: AbstractBaseUser | None,
+    actor_label: str = "",
+    amounts: Mapping[Account, int] | None = None,
+    operation_type: str = "reversal",
+    operation_ref: str | None = None,
+    store: Store | None = None,
+    memo: str = "",
+) -> Entry:
+    """Post the reversal of `entry`: the whole of what is not yet reversed, or, with `amounts`, the
+    given part of chosen accounts' legs (each in the original leg's sign and never beyond what the
+    entry moved net of earlier reversals). The chosen parts must balance per unit."""
+    with transaction.atomic():
+        original = Entry.objects.select_for_update().get(pk=entry.pk)  # serialises reversals of one entry
+        if original.reverses_id is not None:
+            raise ReversalError("entry", f"Entry #{original.pk} is itself a reversal; post a new entry instead.")
+        existing = Entry.objects.filter(merchant_id=original.merchant_id, idempotency_key=idempotency_key).first()
+        if existing is not None and amounts is None:
+            if existing.reverses_id != original.pk:
+                raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
+            return existing
+        remaining = reversible_remaining(original)
+        accounts = {leg.account_id: leg.account for leg in original.legs.select_related("account")}
+        if amounts is None:
+            chosen = {acc_id: left for acc_id, left in remaining.items() if left}
+            if not chosen:
+                raise ReversalError("entry", f"Entry #{original.pk} is already fully reversed.")
+        else:
+            chosen = {}
+            for account, amount in amounts.items():
+                acc_id = account.pk if isinstance(account, Account) else int(account)
+                if acc_id not in remaining:
+                    raise ReversalError("amounts", f"Account {acc_id} has no leg in entry #{original.pk}.")
+                if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+                    raise ReversalError("amounts", f"Reversal amounts are non-zero integers, got {amount!r}.")
+                left = remaining[acc_id]
+                if (amount > 0) != (left > 0) or abs(amount) > abs(left):
+                    raise ReversalError(
+                        "amounts",
+                        f"Cannot reverse {amount:+d} on account {accounts[acc_id]}: "
+                        f"only {left:+d} of entry #{original.pk} is left to reverse.",
+                    )
+                chosen[acc_id] = amount
+        prepared = _prepare(
+            original.merchant_id,
+            [LegSpec(accounts[acc_id], -amount) for acc_id, amount in chosen.items()],
+            operation_type,
+            operation_ref or original.operation_ref,
+            idempotency_key,
+            actor,
+            actor_label,
+            store if store is not None else original.store,
+            memo or f"reversal of #{original.pk}",
+            original.pk,
+        )
+        return _write(prepared)
+
+
+def reversible_remaining(entry: Entry) -> dict[int, int]:
+    """Account id → what of the entry's net leg amount on that account is not yet reversed (same sign)."""
+    remaining: dict[int, int] = defaultdict(int)
+    for acc_id, amount in Leg.objects.filter(entry=entry).values_list("account_id", "amount"):
+        remaining[acc_id] += amount
+    for acc_id, amount in Leg.objects.filter(entry__reverses=entry).values_list("account_id", "amount"):
+        remaining[acc_id] += amount
+    return dict(remaining)
+
+
+def _chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

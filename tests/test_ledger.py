@@ -1,0 +1,427 @@
+import datetime
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from ledger import selectors, services
+from ledger.errors import (
+    ForeignAccount,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidLeg,
+    LedgerError,
+    ReversalError,
+    UnbalancedEntry,
+)
+from ledger.models import Account, AccountBalance, Entry, ImmutableRowError, Leg
+from tests.factories import MerchantFactory, StoreFactory, make_owner, make_staff
+from tests.ledger_helpers import cash_account, fund, key, principal_account, spend, transfer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def merchant():
+    return MerchantFactory()
+
+
+@pytest.fixture
+def member(merchant):
+    return make_owner(merchant)
+
+
+def _state():
+    return (
+        Entry.objects.count(),
+        Leg.objects.count(),
+        sorted(AccountBalance.objects.values_list("account_id", "balance")),
+    )
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def test_member_account_is_bounded_and_merchant_account_is_not(merchant, member):
+    principal = principal_account(member)
+    cash = cash_account(merchant)
+    assert principal.allow_negative is False and principal.normal_sign == -1
+    assert AccountBalance.objects.get(account=principal).balance == 0
+    assert cash.allow_negative is True and cash.normal_sign == 1
+    assert not AccountBalance.objects.filter(account=cash).exists()
+    assert principal_account(member) == principal  # get, not create again
+
+
+def test_account_validation(merchant, member):
+    other = MerchantFactory()
+    with pytest.raises(InvalidLeg) as exc:
+        services.get_or_create_account(merchant, "principal", "POINT", member=member)
+    assert "unit" in exc.value.message_dict
+    with pytest.raises(InvalidLeg):
+        services.get_or_create_account(merchant, "coupon", "CNY", member=member)
+    with pytest.raises(InvalidLeg) as exc:
+        services.get_or_create_account(merchant, "principal", "CNY")
+    assert "member" in exc.value.message_dict
+    with pytest.raises(ForeignAccount):
+        services.get_or_create_account(other, "principal", "CNY", member=member)
+    with pytest.raises(InvalidLeg):
+        services.get_or_create_account(merchant, "nonsense", "CNY")
+    assert Account.objects.count() == 0
+
+
+def test_bulk_member_accounts(merchant):
+    members = [make_owner(merchant) for _ in range(5)]
+    accounts = services.get_or_create_member_accounts(merchant, "coupon", "CPN:1", [m.pk for m in members])
+    assert set(accounts) == {m.pk for m in members}
+    again = services.get_or_create_member_accounts(merchant, "coupon", "CPN:1", [m.pk for m in members])
+    assert {a.pk for a in again.values()} == {a.pk for a in accounts.values()}
+    assert AccountBalance.objects.filter(account__in=accounts.values()).count() == 5
+    with pytest.raises(ForeignAccount):
+        services.get_or_create_member_accounts(merchant, "coupon", "CPN:1", [make_owner().pk])
+
+
+# ---------------------------------------------------------------- posting rules
+
+
+def test_post_moves_balances_and_records_running_balance(merchant, member):
+    principal = principal_account(member)
+    store = StoreFactory(merchant=merchant)
+    entry = fund(principal, 10_000, store=store)
+    assert selectors.balance(principal) == 10_000
+    assert selectors.balance(cash_account(merchant)) == 10_000
+    spend(principal, 2_500)
+    assert selectors.balance(principal) == 7_500
+    legs = list(Leg.objects.filter(account=principal).order_by("id"))
+    assert [leg.balance_after for leg in legs] == [10_000, 7_500]
+    assert entry.store_id == store.pk and entry.actor_label == "system"
+    assert Entry.objects.get(pk=entry.pk).fingerprint == entry.fingerprint
+
+
+def test_entry_records_actor(merchant, member):
+    staff = make_staff(merchant, "operator")
+    entry = fund(principal_account(member), 100, actor=staff.user)
+    assert Entry.objects.get(pk=entry.pk).actor == staff.user
+
+
+def test_unbalanced_entry_refused_and_nothing_posted(merchant, member):
+    principal, cash = principal_account(member), cash_account(merchant)
+    before = _state()
+    with pytest.raises(UnbalancedEntry) as exc:
+        services.post_entry(merchant=merchant, legs=[services.debit(cash, 100), services.credit(principal, 99)],
+                            operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    assert "legs" in exc.value.message_dict and "CNY off by +1" in str(exc.value)
+    assert _state() == before
+
+
+def test_legs_balance_per_unit_not_in_total(merchant, member):
+    principal, cash = principal_account(member), cash_account(merchant)
+    points = services.get_or_create_account(merchant, "points", "POINT", member=member)
+    issuance = services.get_or_create_account(merchant, "issuance", "POINT")
+    # +100 CNY and -100 POINT sum to zero in total but not per unit.
+    with pytest.raises(UnbalancedEntry):
+        services.post_entry(merchant=merchant, legs=[services.debit(cash, 100), services.credit(points, 100)],
+                            operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    entry = services.post_entry(
+        merchant=merchant,
+        legs=[services.debit(cash, 100), services.credit(principal, 100),
+              services.debit(issuance, 10), services.credit(points, 10)],
+        operation_type="t", operation_ref="r", idempotency_key=key(), actor=None,
+    )  # fmt: skip
+    assert entry.legs.count() == 4
+    assert selectors.balance(points) == 10 and selectors.balance(issuance) == 10
+
+
+def test_leg_unit_must_match_account(merchant, member):
+    principal, cash = principal_account(member), cash_account(merchant)
+    before = _state()
+    with pytest.raises(InvalidLeg) as exc:
+        services.post_entry(merchant=merchant,
+                            legs=[services.LegSpec(cash, 100, "CNY"), services.LegSpec(principal, -100, "POINT")],
+                            operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    assert "legs[1].unit" in exc.value.message_dict
+    assert _state() == before
+
+
+@pytest.mark.parametrize("amount", [0, 1.5, "100", True, None, 10**16])
+def test_amounts_must_be_non_zero_integers(merchant, member, amount):
+    principal, cash = principal_account(member), cash_account(merchant)
+    before = _state()
+    with pytest.raises(InvalidLeg) as exc:
+        services.post_entry(merchant=merchant, legs=[(cash, amount), (principal, -100)],
+                            operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    assert "legs[0].amount" in exc.value.message_dict
+    assert _state() == before
+
+
+def test_single_leg_refused(merchant):
+    with pytest.raises(InvalidLeg):
+        services.post_entry(merchant=merchant, legs=[(cash_account(merchant), 0)], operation_type="t",
+                            operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+
+
+def test_accounts_and_store_must_belong_to_entry_merchant(merchant, member):
+    other = MerchantFactory()
+    foreign_cash = cash_account(other)
+    principal = principal_account(member)
+    before = _state()
+    with pytest.raises(ForeignAccount) as exc:
+        services.post_entry(merchant=merchant, legs=[services.debit(foreign_cash, 100), services.credit(principal, 100)],
+                            operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    assert "legs[0].account" in exc.value.message_dict
+    with pytest.raises(ForeignAccount) as exc:
+        fund(principal, 100, store=StoreFactory(merchant=other))
+    assert "store" in exc.value.message_dict
+    assert _state() == before
+
+
+def test_overdraft_refused_and_nothing_posted(merchant, member):
+    principal = principal_account(member)
+    fund(principal, 500)
+    before = _state()
+    with pytest.raises(InsufficientBalance) as exc:
+        spend(principal, 501)
+    assert exc.value.balance == 500 and exc.value.change == -501
+    assert "amount" in exc.value.message_dict
+    assert _state() == before
+    assert selectors.balance(principal) == 500
+
+
+def test_overdraft_in_many_account_path_refused(merchant):
+    """More than four bounded accounts take the lock-then-batch path; its check must hold too."""
+    members = [make_owner(merchant) for _ in range(6)]
+    accounts = [principal_account(m) for m in members]
+    for acc in accounts[:5]:
+        fund(acc, 100)
+    cash = cash_account(merchant)
+    before = _state()
+    legs = [services.decrease(acc, 100) for acc in accounts] + [services.credit(cash, 600)]
+    with pytest.raises(InsufficientBalance) as exc:
+        services.post_entry(merchant=merchant, legs=legs, operation_type="t", operation_ref="r",
+                            idempotency_key=key(), actor=None)  # fmt: skip
+    assert exc.value.account == accounts[5]
+    assert _state() == before
+    legs = [services.decrease(acc, 100) for acc in accounts[:5]] + [services.credit(cash, 500)]
+    services.post_entry(merchant=merchant, legs=legs, operation_type="t", operation_ref="r",
+                        idempotency_key=key(), actor=None)  # fmt: skip
+    assert [selectors.balance(a) for a in accounts] == [0] * 6
+
+
+def test_same_account_twice_in_one_entry(merchant, member):
+    principal = principal_account(member)
+    fund(principal, 100)
+    revenue = services.get_or_create_account(merchant, "revenue", "CNY")
+    entry = services.post_entry(
+        merchant=merchant,
+        legs=[services.decrease(principal, 60), services.decrease(principal, 40),
+              services.increase(revenue, 100)],
+        operation_type="t", operation_ref="r", idempotency_key=key(), actor=None,
+    )  # fmt: skip
+    assert [leg.balance_after for leg in entry.legs.order_by("id")][:2] == [40, 0]
+    assert selectors.balance(principal) == 0
+
+
+def test_idempotent_retry_returns_first_entry_and_conflict_fails(merchant, member):
+    principal = principal_account(member)
+    first = fund(principal, 100)
+    cash = cash_account(merchant)
+    same = services.post_entry(
+        merchant=merchant, legs=[services.debit(cash, 100), services.increase(principal, 100)],
+        operation_type="test.fund", operation_ref=f"fund-{principal.pk}", idempotency_key=first.idempotency_key,
+        actor=None,
+    )  # fmt: skip
+    assert same.pk == first.pk
+    assert selectors.balance(principal) == 100
+    before = _state()
+    with pytest.raises(IdempotencyConflict) as exc:
+        services.post_entry(
+            merchant=merchant, legs=[services.debit(cash, 200), services.increase(principal, 200)],
+            operation_type="test.fund", operation_ref="other", idempotency_key=first.idempotency_key, actor=None,
+        )  # fmt: skip
+    assert "idempotency_key" in exc.value.message_dict
+    assert _state() == before
+
+
+def test_idempotency_key_is_per_merchant(merchant, member):
+    other_member = make_owner(MerchantFactory())
+    shared = "order-1"
+    services.post_entry(merchant=merchant, legs=[services.debit(cash_account(merchant), 5),
+                        services.increase(principal_account(member), 5)], operation_type="t",
+                        operation_ref="r", idempotency_key=shared, actor=None)  # fmt: skip
+    other = other_member.merchant
+    services.post_entry(merchant=other, legs=[services.debit(cash_account(other), 5),
+                        services.increase(principal_account(other_member), 5)], operation_type="t",
+                        operation_ref="r", idempotency_key=shared, actor=None)  # fmt: skip
+    assert Entry.objects.filter(idempotency_key=shared).count() == 2
+
+
+def test_required_fields(merchant, member):
+    legs = [services.debit(cash_account(merchant), 5), services.increase(principal_account(member), 5)]
+    for field, kwargs in (
+        ("idempotency_key", {"idempotency_key": ""}),
+        ("operation_type", {"operation_type": " "}),
+        ("operation_ref", {"operation_ref": "x" * 65}),
+    ):
+        args = {"operation_type": "t", "operation_ref": "r", "idempotency_key": key(), **kwargs}
+        with pytest.raises(LedgerError) as exc:
+            services.post_entry(merchant=merchant, legs=legs, actor=None, **args)
+        assert field in exc.value.message_dict
+
+
+# ---------------------------------------------------------------- immutability
+
+
+def test_orm_refuses_update_and_delete(merchant, member):
+    entry = fund(principal_account(member), 100)
+    stored = Entry.objects.get(pk=entry.pk)
+    stored.memo = "changed"
+    with pytest.raises(ImmutableRowError):
+        stored.save()
+    with pytest.raises(ImmutableRowError):
+        stored.delete()
+    with pytest.raises(ImmutableRowError):
+        Entry.objects.filter(pk=entry.pk).update(memo="x")
+    with pytest.raises(ImmutableRowError):
+        Leg.objects.filter(entry=entry).delete()
+    leg = Leg.objects.filter(entry=entry).first()
+    leg.amount = 1
+    with pytest.raises(ImmutableRowError):
+        leg.save()
+
+
+# ---------------------------------------------------------------- reversal
+
+
+def test_whole_reversal_restores_balances(merchant, member):
+    principal = principal_account(member)
+    fund(principal, 1_000)
+    entry = spend(principal, 300)
+    reversal = services.reverse_entry(entry, idempotency_key=key("rev"), actor=None)
+    assert reversal.reverses_id == entry.pk
+    assert selectors.balance(principal) == 1_000
+    assert services.reversible_remaining(entry) == {leg.account_id: 0 for leg in entry.legs.all()}
+    with pytest.raises(ReversalError):
+        services.reverse_entry(entry, idempotency_key=key("rev"), actor=None)
+    with pytest.raises(ReversalError):
+        services.reverse_entry(reversal, idempotency_key=key("rev"), actor=None)
+
+
+def test_reversal_retry_with_same_key_returns_first(merchant, member):
+    principal = principal_account(member)
+    fund(principal, 1_000)
+    entry = spend(principal, 300)
+    first = services.reverse_entry(entry, idempotency_key="refund-1", actor=None)
+    again = services.reverse_entry(entry, idempotency_key="refund-1", actor=None)
+    assert first.pk == again.pk
+    assert selectors.balance(principal) == 1_000
+
+
+def test_partial_reversals_never_exceed_original(merchant, member):
+    principal = principal_account(member)
+    revenue = services.get_or_create_account(merchant, "revenue", "CNY")
+    fund(principal, 1_000)
+    entry = spend(principal, 300, revenue=revenue)
+    # Original legs: principal +300 (debit, lowers it), revenue -300 (credit).
+    services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 100, revenue: -100})
+    assert selectors.balance(principal) == 800
+    before = _state()
+    with pytest.raises(ReversalError) as exc:
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 201, revenue: -201})
+    assert "amounts" in exc.value.message_dict and "only +200" in str(exc.value)
+    with pytest.raises(ReversalError):  # wrong direction
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: -50, revenue: 50})
+    with pytest.raises(UnbalancedEntry):  # the parts must balance
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 50, revenue: -40})
+    with pytest.raises(ReversalError):  # account not in the entry
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={cash_account(merchant): 1})
+    assert _state() == before
+    services.reverse_entry(entry, idempotency_key=key(), actor=None)  # the rest
+    assert selectors.balance(principal) == 1_000
+    with pytest.raises(ReversalError):
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 1, revenue: -1})
+
+
+def test_reversal_that_would_overdraw_is_refused(merchant, member):
+    principal = principal_account(member)
+    funding = fund(principal, 1_000)
+    spend(principal, 900)
+    with pytest.raises(InsufficientBalance):
+        services.reverse_entry(funding, idempotency_key=key(), actor=None)
+    assert selectors.balance(principal) == 100
+
+
+# ---------------------------------------------------------------- reads
+
+
+def test_balance_at_time_statement_and_member_balances(merchant, member):
+    principal = principal_account(member)
+    t1 = datetime.datetime(2026, 5, 1, 10, 0, tzinfo=datetime.UTC)
+    t2 = datetime.datetime(2026, 5, 2, 10, 0, tzinfo=datetime.UTC)
+    t3 = datetime.datetime(2026, 5, 3, 10, 0, tzinfo=datetime.UTC)
+    with mock.patch("django.utils.timezone.now", return_value=t1):
+        fund(principal, 1_000)
+    with mock.patch("django.utils.timezone.now", return_value=t2):
+        spend(principal, 200)
+    with mock.patch("django.utils.timezone.now", return_value=t3):
+        spend(principal, 300)
+    assert selectors.balance(principal, at=t1) == 1_000
+    assert selectors.balance(principal, at=t2 + datetime.timedelta(hours=1)) == 800
+    assert selectors.balance(principal) == 500
+    stmt = selectors.statement(principal, datetime.date(2026, 5, 2), datetime.date(2026, 5, 3))
+    assert stmt.opening == 1_000
+    assert [(line.change, line.balance) for line in stmt.lines] == [(-200, 800), (-300, 500)]
+    assert stmt.closing == 500
+    rows = selectors.member_balances(member)
+    assert [(r.account.purpose, r.balance) for r in rows] == [("principal", 500)]
+    assert selectors.balances([principal, cash_account(merchant)]) == {
+        principal.pk: 500,
+        cash_account(merchant).pk: 1_000,
+    }
+
+
+def test_totals_by_day_store_and_payment_method(merchant):
+    a, b = make_owner(merchant), make_owner(merchant)
+    north, south = StoreFactory(merchant=merchant), StoreFactory(merchant=merchant)
+    wechat, alipay = cash_account(merchant, "wechat"), cash_account(merchant, "alipay")
+    day1 = datetime.datetime(2026, 6, 1, 1, 0, tzinfo=datetime.UTC)
+    day2 = datetime.datetime(2026, 6, 1, 17, 0, tzinfo=datetime.UTC)  # 2026-06-02 01:00 in Shanghai
+    with mock.patch("django.utils.timezone.now", return_value=day1):
+        fund(principal_account(a), 1_000, cash=wechat, store=north)
+        fund(principal_account(b), 500, cash=alipay, store=south)
+    with mock.patch("django.utils.timezone.now", return_value=day2):
+        fund(principal_account(a), 200, cash=wechat, store=north)
+    rows = selectors.totals(merchant, purposes=["cash"], period="day", by_store=True, by_detail=True)
+    got = {(r["period"].isoformat(), r["store_id"], r["detail"]): (r["debit"], r["credit"], r["net"]) for r in rows}
+    assert got == {
+        ("2026-06-01", north.pk, "wechat"): (1_000, 0, 1_000),
+        ("2026-06-01", south.pk, "alipay"): (500, 0, 500),
+        ("2026-06-02", north.pk, "wechat"): (200, 0, 200),
+    }
+    monthly = selectors.totals(merchant, purposes=["cash"], period="month")
+    assert [(r["period"].isoformat(), r["net"]) for r in monthly] == [("2026-06-01", 1_700)]
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+def test_reconcile_clean_then_detects_a_corrupted_cached_balance(merchant, member, capsys):
+    principal = principal_account(member)
+    fund(principal, 1_000)
+    spend(principal, 250)
+    call_command("ledger_reconcile")
+    assert "clean" in capsys.readouterr().out
+    with connection.cursor() as cursor:  # corrupt the cache behind the ledger's back
+        cursor.execute("UPDATE ledger_accountbalance SET balance = 999 WHERE account_id = %s", [principal.pk])
+    with pytest.raises(SystemExit) as exc:
+        call_command("ledger_reconcile")
+    assert exc.value.code == 1
+    out = capsys.readouterr().out
+    assert f"account {principal.pk}: cached balance 999 but legs give 750" in out
+
+
+def test_transfer_between_members(merchant):
+    a, b = principal_account(make_owner(merchant)), principal_account(make_owner(merchant))
+    fund(a, 100)
+    transfer(a, b, 60)
+    assert (selectors.balance(a), selectors.balance(b)) == (40, 60)
+    assert selectors.reconcile(merchant).clean

@@ -1,0 +1,206 @@
+"""Ledger claims that only a real database with real concurrent transactions can show."""
+
+import random
+import threading
+
+import pytest
+from django.db import DatabaseError, close_old_connections, connection, transaction
+
+from ledger import selectors, services
+from ledger.errors import InsufficientBalance
+from ledger.models import Entry, Leg
+from tests.factories import MerchantFactory, make_owner
+from tests.ledger_helpers import cash_account, fund, principal_account, spend, transfer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_threads(count: int, target) -> list[BaseException]:
+    """Start `count` threads at once on a barrier; each gets its own connection, closed at the end."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # collected and asserted by the caller
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
+    close_old_connections()
+    return errors
+
+
+def test_sixteen_threads_spending_three_hundred_units():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    fund(principal, 300)
+    outcomes = {"ok": 0, "insufficient": 0}
+    lock = threading.Lock()
+
+    def spender(i: int) -> None:
+        for n in range(50):
+            try:
+                spend(principal, 1, idempotency_key=f"spend-{i}-{n}")
+                result = "ok"
+            except InsufficientBalance:
+                result = "insufficient"
+            with lock:
+                outcomes[result] += 1
+
+    assert run_threads(16, spender) == []
+    assert outcomes == {"ok": 300, "insufficient": 16 * 50 - 300}
+    assert selectors.balance(principal) == 0
+    assert Leg.objects.filter(account=principal, amount__gt=0).count() == 300
+    assert selectors.reconcile(merchant).clean
+
+
+def test_random_transfers_both_ways_finish_without_deadlock_and_reconcile():
+    merchant = MerchantFactory()
+    accounts = [principal_account(make_owner(merchant)) for _ in range(5)]
+    for acc in accounts:
+        fund(acc, 1_000)
+    done = []
+
+    def mover(i: int) -> None:
+        rng = random.Random(i)
+        for n in range(60):
+            source, target = rng.sample(accounts, 2)
+            try:
+                # Two-account transfers and four-account entries in both directions.
+                if n % 3:
+                    transfer(source, target, rng.randint(1, 50), idempotency_key=f"t-{i}-{n}")
+                else:
+                    a, b, c, d = rng.sample(accounts, 4)
+                    services.post_entry(
+                        merchant=merchant,
+                        legs=[services.decrease(a, 5), services.decrease(b, 5),
+                              services.increase(c, 5), services.increase(d, 5)],
+                        operation_type="test.multi", operation_ref="m", idempotency_key=f"m-{i}-{n}", actor=None,
+                    )  # fmt: skip
+                done.append(1)
+            except InsufficientBalance:
+                pass
+
+    assert run_threads(8, mover) == []  # a deadlock would surface as a DatabaseError here
+    assert len(done) > 0
+    assert sum(selectors.balance(a) for a in accounts) == 5_000
+    report = selectors.reconcile(merchant)
+    assert report.clean, report.problems
+
+
+def test_same_idempotency_key_from_eight_threads_yields_one_entry():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    fund(principal, 1_000)
+    ids = []
+
+    def poster(i: int) -> None:
+        ids.append(spend(principal, 100, idempotency_key="checkout-42").pk)
+
+    assert run_threads(8, poster) == []
+    assert len(set(ids)) == 1 and len(ids) == 8
+    assert Entry.objects.filter(idempotency_key="checkout-42").count() == 1
+    assert selectors.balance(principal) == 900
+
+
+def test_concurrent_account_creation_yields_one_account():
+    merchant = MerchantFactory()
+    member = make_owner(merchant)
+    ids = []
+
+    def creator(i: int) -> None:
+        ids.append(services.get_or_create_account(merchant, "bonus", "CNY", member=member).pk)
+
+    assert run_threads(8, creator) == []
+    assert len(set(ids)) == 1
+
+
+def test_concurrent_partial_reversals_never_exceed_the_entry():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    revenue = services.get_or_create_account(merchant, "revenue", "CNY")
+    fund(principal, 1_000)
+    entry = spend(principal, 100, revenue=revenue)
+    succeeded = []
+
+    def reverser(i: int) -> None:
+        try:
+            services.reverse_entry(entry, idempotency_key=f"r-{i}", actor=None, amounts={principal: 30, revenue: -30})
+            succeeded.append(i)
+        except services.ReversalError:
+            pass
+
+    assert run_threads(8, reverser) == []
+    assert len(succeeded) == 3  # 3 × 30 ≤ 100 < 4 × 30
+    assert selectors.balance(principal) == 990
+
+
+def test_trigger_refuses_raw_update_and_delete_of_legs_and_entries():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    entry = fund(principal, 100)
+    for sql in (
+        "UPDATE ledger_leg SET amount = amount + 1 WHERE entry_id = %s",
+        "DELETE FROM ledger_leg WHERE entry_id = %s",
+        "UPDATE ledger_entry SET memo = 'x' WHERE id = %s",
+        "DELETE FROM ledger_entry WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="immutable"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [entry.pk])
+    assert selectors.balance(principal) == 100
+
+
+def test_trigger_refuses_unbalanced_raw_insert_at_commit():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    cash = cash_account(merchant)
+    entry = fund(principal, 100)
+    # An extra leg smuggled into a posted entry.
+    with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES (%s, %s, 'CNY', 5, NULL)",
+            [entry.pk, cash.pk],
+        )
+    # A whole unbalanced entry written by hand.
+    with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_label,"
+            " memo, posted_at, fingerprint) VALUES (%s, 'raw', 'raw', 'raw', 'x', '', now(), 'x') RETURNING id",
+            [merchant.pk],
+        )
+        raw_id = cursor.fetchone()[0]
+        cursor.execute(
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, 'CNY', 7), (%s, %s, 'CNY', -6)",
+            [raw_id, cash.pk, raw_id, principal.pk],
+        )
+    assert not Entry.objects.filter(idempotency_key="raw").exists()
+    assert Leg.objects.filter(entry=entry).count() == 2
+
+
+def test_database_check_keeps_cached_balance_non_negative():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE ledger_accountbalance SET balance = -1 WHERE account_id = %s", [principal.pk])
+
+
+def test_bulk_issuance_entry_commits_through_the_trigger():
+    merchant = MerchantFactory()
+    members = [make_owner(merchant) for _ in range(30)]
+    accounts = services.get_or_create_member_accounts(merchant, "points", "POINT", [m.pk for m in members])
+    issuance = services.get_or_create_account(merchant, "issuance", "POINT")
+    legs = [services.increase(acc, 10) for acc in accounts.values()] + [services.increase(issuance, 300)]
+    services.post_entry(merchant=merchant, legs=legs, operation_type="points.issue", operation_ref="batch-1",
+                        idempotency_key="batch-1", actor=None)  # fmt: skip
+    assert all(selectors.balance(acc) == 10 for acc in accounts.values())
+    assert selectors.balance(issuance) == 300
+    assert selectors.reconcile(merchant).clean

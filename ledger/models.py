@@ -126,6 +126,8 @@ class Entry(ImmutableModel):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
     actor_label = models.CharField(max_length=64, blank=True)
     store = models.ForeignKey(Store, on_delete=models.PROTECT, null=True, related_name="+")
+    # The member the entry concerns, if any: member totals and statements read entries by it.
+    member = models.ForeignKey(Owner, on_delete=models.PROTECT, null=True, related_name="+")
     memo = models.CharField(max_length=200, blank=True)
     posted_at = models.DateTimeField()
     reverses = models.ForeignKey("self", on_delete=models.PROTECT, null=True, related_name="reversals")
@@ -140,6 +142,7 @@ class Entry(ImmutableModel):
         indexes = [
             models.Index(fields=["merchant", "operation_type", "operation_ref"], name="ledger_entry_operation_idx"),
             models.Index(fields=["merchant", "posted_at"], name="ledger_entry_posted_idx"),
+            models.Index(fields=["member", "operation_type"], name="ledger_entry_member_idx"),
         ]
 
     def __str__(self) -> str:

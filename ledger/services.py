@@ -181,35 +181,44 @@ def get_or_create_member_accounts(
     merchant: Merchant, purpose: str, unit: str, member_ids: Sequence[int], *, detail: str = ""
 ) -> dict[int, Account]:
     """Bulk form of get_or_create_account for many members (batch issuance). Returns member id → account."""
-    if PURPOSES.get(purpose) is None or PURPOSES[purpose].holder != Holder.MEMBER:
+    lots = get_or_create_lot_accounts(merchant, purpose, unit, [(m, detail) for m in dict.fromkeys(member_ids)])
+    return {member_id: account for (member_id, _), account in lots.items()}
+
+
+def get_or_create_lot_accounts(
+    merchant: Merchant, purpose: str, unit: str, lots: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], Account]:
+    """Member accounts keyed by (member id, detail), created in bulk where missing, with their balance
+    rows. A lot is e.g. one coupon grant: its own account, so it can expire or be refunded alone."""
+    if PURPOSES.get(purpose, None) is None or PURPOSES[purpose].holder != Holder.MEMBER:
         raise InvalidLeg("purpose", f"'{purpose}' is not a member account purpose.")
     _check_unit(purpose, unit)
-    member_ids = list(dict.fromkeys(member_ids))
+    lots = list(dict.fromkeys(lots))
+    member_ids = list({m for m, _ in lots})
     own = 0
     for chunk in _chunks(member_ids, 5000):
         own += Owner.objects.filter(merchant=merchant, pk__in=chunk).count()
     if own != len(member_ids):
-        raise ForeignAccount(
-            "members", f"{len(member_ids) - own} of the members belong to another merchant or do not exist."
-        )
-    result: dict[int, Account] = {}
+        missing = len(member_ids) - own
+        raise ForeignAccount("members", f"{missing} of the members belong to another merchant or do not exist.")
+    result: dict[tuple[int, str], Account] = {}
     with transaction.atomic():
-        for chunk in _chunks(member_ids, 2000):
+        for chunk in _chunks(lots, 2000):
             Account.objects.bulk_create(
-                [_new_account(merchant.pk, purpose, unit, member_id=m, detail=detail) for m in chunk],
+                [_new_account(merchant.pk, purpose, unit, member_id=m, detail=d) for m, d in chunk],
                 ignore_conflicts=True,
             )
-            accounts = list(
-                Account.objects.filter(
-                    merchant=merchant,
-                    purpose=purpose,
-                    unit=unit,
-                    detail=detail,
-                    holder_key__in=[f"member:{m}" for m in chunk],
-                )
+            wanted = set(chunk)
+            candidates = Account.objects.filter(
+                merchant=merchant,
+                purpose=purpose,
+                unit=unit,
+                holder_key__in=list({f"member:{m}" for m, _ in chunk}),
+                detail__in=list({d for _, d in chunk}),
             )
+            accounts = [a for a in candidates if (a.member_id, a.detail) in wanted]
             AccountBalance.objects.bulk_create([AccountBalance(account=a) for a in accounts], ignore_conflicts=True)
-            result.update({a.member_id: a for a in accounts})
+            result.update({(a.member_id, a.detail): a for a in accounts})
     return result
 
 
@@ -226,6 +235,7 @@ class _Prepared:
     actor_id: int | None
     actor_label: str
     store_id: int | None
+    member_id: int | None
     memo: str
     reverses_id: int | None
     fingerprint: str
@@ -242,6 +252,7 @@ def _prepare(
     store: Store | None,
     memo: str,
     reverses_id: int | None,
+    member: Owner | None = None,
 ) -> _Prepared:
     merchant_id = merchant.pk if isinstance(merchant, Merchant) else int(merchant)
     for field, value, limit in (
@@ -257,6 +268,8 @@ def _prepare(
         raise LedgerError("memo", "memo is longer than 200 characters.")
     if store is not None and store.merchant_id != merchant_id:
         raise ForeignAccount("store", f"Store {store.pk} belongs to another merchant.")
+    if member is not None and member.merchant_id != merchant_id:
+        raise ForeignAccount("member", f"Member {member.pk} belongs to another merchant.")
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     if actor is None and not actor_label:
@@ -291,6 +304,7 @@ def _prepare(
         "t": operation_type,
         "r": operation_ref,
         "s": store.pk if store else None,
+        "m": member.pk if member else None,
         "v": reverses_id,
         "l": sorted((a.pk, amt) for a, amt in prepared),
     }
@@ -304,6 +318,7 @@ def _prepare(
         actor_id=actor.pk if actor is not None else None,
         actor_label=actor_label,
         store_id=store.pk if store else None,
+        member_id=member.pk if member else None,
         memo=memo,
         reverses_id=reverses_id,
         fingerprint=fingerprint,
@@ -320,6 +335,7 @@ def post_entry(
     actor: AbstractBaseUser | None,
     actor_label: str = "",
     store: Store | None = None,
+    member: Owner | None = None,
     memo: str = "",
 ) -> Entry:
     """Post one balanced entry atomically and return it.
@@ -330,7 +346,7 @@ def post_entry(
     idempotency key with the same content returns the first entry; with other content it fails.
     """
     prepared = _prepare(
-        merchant, legs, operation_type, operation_ref, idempotency_key, actor, actor_label, store, memo, None
+        merchant, legs, operation_type, operation_ref, idempotency_key, actor, actor_label, store, memo, None, member
     )
     with transaction.atomic():
         return _write(prepared)
@@ -341,11 +357,11 @@ def _write(p: _Prepared) -> Entry:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id,"
-            " actor_label, store_id, memo, posted_at, reverses_id, fingerprint)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " actor_label, store_id, member_id, memo, posted_at, reverses_id, fingerprint)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id",
             [p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
-             p.store_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id, p.fingerprint],
+             p.store_id, p.member_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id, p.fingerprint],
         )  # fmt: skip
         row = cursor.fetchone()
         if row is None:
@@ -379,7 +395,7 @@ def _write(p: _Prepared) -> Entry:
     entry = Entry(
         id=entry_id, merchant_id=p.merchant_id, idempotency_key=p.idempotency_key, operation_type=p.operation_type,
         operation_ref=p.operation_ref, actor_id=p.actor_id, actor_label=p.actor_label, store_id=p.store_id,
-        memo=p.memo, posted_at=now, reverses_id=p.reverses_id, fingerprint=p.fingerprint,
+        member_id=p.member_id, memo=p.memo, posted_at=now, reverses_id=p.reverses_id, fingerprint=p.fingerprint,
     )  # fmt: skip
     entry._state.adding = False
     entry._state.db = connection.alias
@@ -513,6 +529,7 @@ def reverse_entry(
             store if store is not None else original.store,
             memo or f"reversal of #{original.pk}",
             original.pk,
+            original.member,
         )
         return _write(prepared)
 

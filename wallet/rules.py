@@ -1,0 +1,77 @@
+"""Pure arithmetic rules of the wallet: rounding, the stored-value split, prepaid value per use,
+commission and points. No database access; each is documented in docs/wallet.md."""
+
+from __future__ import annotations
+
+import datetime
+
+
+def apply_rate_bp(amount_fen: int, rate_bp: int) -> int:
+    """amount × rate / 10000, rounded half up to the fen (amounts are never negative here)."""
+    return (amount_fen * rate_bp + 5000) // 10000
+
+
+def split_stored_value(amount: int, principal: int, bonus: int, policy: str) -> tuple[int, int]:
+    """How much of `amount` to take from principal and from bonus.
+
+    proportional: principal share = floor(amount × principal / (principal + bonus)); the bonus takes
+    the remainder. Rounding the refundable principal down favours the member, and the remainder can
+    never exceed the bonus balance. principal_first / bonus_first: drain one, then the other.
+    Raises ValueError if the balances do not cover the amount.
+    """
+    if amount < 0 or principal < 0 or bonus < 0:
+        raise ValueError("negative input")
+    if amount > principal + bonus:
+        raise ValueError("insufficient stored value")
+    if amount == 0:
+        return 0, 0
+    if policy == "principal_first":
+        from_principal = min(amount, principal)
+        return from_principal, amount - from_principal
+    if policy == "bonus_first":
+        from_bonus = min(amount, bonus)
+        return amount - from_bonus, from_bonus
+    if policy != "proportional":
+        raise ValueError(f"unknown spending policy {policy}")
+    from_principal = amount * principal // (principal + bonus)
+    return from_principal, amount - from_principal
+
+
+def prepaid_value(paid_fen: int, uses_total: int, consumed_before: int, uses: int) -> int:
+    """Value in fen of `uses` uses of a lot bought for `paid_fen` in `uses_total` uses, when
+    `consumed_before` uses are already gone. Cumulative rounding: the first n uses are worth
+    floor(paid × n / total), so all uses together are worth exactly what was paid (¥200 for 10 → ¥20 each;
+    ¥199 for 10 → 19.90 spread as 19/20 fen-exact)."""
+    if uses_total <= 0:
+        return 0
+    before = paid_fen * consumed_before // uses_total
+    after = paid_fen * (consumed_before + uses) // uses_total
+    return after - before
+
+
+def commission_for(kind: str, value: int, payable_fen: int, quantity: int) -> int:
+    if kind == "fixed":
+        return value * quantity
+    if kind == "percent":
+        return apply_rate_bp(payable_fen, value)
+    return 0
+
+
+def points_for(eligible_fen: int, points_per_yuan: int, multiplier_pct: int) -> int:
+    """Whole points: fen/100 × points per yuan × level multiplier, rounded down."""
+    return eligible_fen * points_per_yuan * multiplier_pct // (100 * 100)
+
+
+def add_months(moment: datetime.datetime, months: int) -> datetime.datetime:
+    """Same day and time `months` later; the day is clamped to the end of a shorter month."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    days_in_month = [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    return moment.replace(year=year, month=month, day=min(moment.day, days_in_month))
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}

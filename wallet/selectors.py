@@ -1,0 +1,179 @@
+"""Reads of the wallet. Every amount comes from the ledger; nothing here is stored twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ledger import selectors as ledger_selectors
+from ledger.models import Account, Leg
+from members.models import Merchant, Owner
+
+from .models import (
+    CashRefund,
+    Consumption,
+    ConsumptionLine,
+    CouponTemplate,
+    EntitlementRefund,
+    Grant,
+    Recharge,
+    Service,
+    ServiceRecord,
+    VipMembership,
+    Voucher,
+)
+
+
+@dataclass(frozen=True)
+class MemberTotals:
+    """The totals seed 002 shows on a member (充值总额, 现金余额, 消费金额) and the other balances."""
+
+    recharge_total_fen: int  # money taken in by recharges (before any refund)
+    cash_balance_fen: int  # unused principal: what a cash refund would pay out
+    bonus_balance_fen: int
+    consumed_total_fen: int  # revenue from the member's consumptions, net of refunded lines
+    refunded_cash_fen: int
+    points_balance: int
+    points_earned: int
+
+
+def _legs_of(member: Owner, purposes: list[str], operation_types: list[str]) -> int:
+    return Leg.objects.filter(
+        entry__member=member, entry__operation_type__in=operation_types, account__purpose__in=purposes,
+        account__merchant_id=member.merchant_id,
+    ).aggregate(t=Coalesce(Sum("amount"), 0))["t"]  # fmt: skip
+
+
+def member_totals(member: Owner) -> MemberTotals:
+    balances = {}
+    points_balance = 0
+    for row in ledger_selectors.member_balances(member):
+        if row.account.purpose == "points":
+            points_balance += row.balance
+        else:
+            balances[(row.account.purpose, row.account.detail)] = row.balance
+    # Cash is debit-normal: debits of cash accounts in recharge entries are the money taken in.
+    recharge_total = _legs_of(member, ["cash"], ["recharge"])
+    refunded_cash = -_legs_of(member, ["cash"], ["cash_refund"])
+    # Revenue is credit-normal: its legs are negative; refund reversals add them back.
+    consumed = -_legs_of(member, ["revenue"], ["consumption", "consumption_refund"])
+    points_earned = -Leg.objects.filter(
+        account__member=member, account__purpose="points", amount__lt=0,
+    ).exclude(entry__reverses__isnull=False).aggregate(t=Coalesce(Sum("amount"), 0))["t"]  # fmt: skip
+    points_refunded = Leg.objects.filter(
+        account__member=member, account__purpose="points", amount__gt=0, entry__reverses__isnull=False
+    ).aggregate(t=Coalesce(Sum("amount"), 0))["t"]
+    return MemberTotals(
+        recharge_total_fen=recharge_total,
+        cash_balance_fen=balances.get(("principal", ""), 0),
+        bonus_balance_fen=balances.get(("bonus", ""), 0),
+        consumed_total_fen=consumed,
+        refunded_cash_fen=refunded_cash,
+        points_balance=points_balance,
+        points_earned=points_earned - points_refunded,
+    )
+
+
+@dataclass
+class HeldBenefit:
+    label: str
+    kind: str
+    balance: int
+    unit: str
+    valid_until: object = None
+    obj: object = None
+
+
+@dataclass
+class MemberBenefits:
+    principal_fen: int = 0
+    bonus_fen: int = 0
+    stored_value_open: bool = False
+    vouchers: list[HeldBenefit] = field(default_factory=list)
+    grants: list[HeldBenefit] = field(default_factory=list)
+    points: list[HeldBenefit] = field(default_factory=list)
+    vip: list[VipMembership] = field(default_factory=list)
+
+
+def member_benefits(member: Owner) -> MemberBenefits:
+    """What the member holds now, with balances from the ledger (one query for all accounts)."""
+    result = MemberBenefits()
+    card = getattr(member, "stored_value_card", None) if hasattr(member, "stored_value_card") else None
+    result.stored_value_open = card is not None and card.status == "active"
+    vouchers = {v.account_detail: v for v in Voucher.objects.filter(member=member).select_related("template")}
+    grants = {
+        g.account_detail: g for g in Grant.objects.filter(member=member).select_related("coupon_template", "service")
+    }
+    for row in ledger_selectors.member_balances(member):
+        account: Account = row.account
+        if account.purpose == "principal":
+            result.principal_fen = row.balance
+        elif account.purpose == "bonus":
+            result.bonus_fen = row.balance
+        elif account.purpose == "voucher" and row.balance and account.detail in vouchers:
+            v = vouchers[account.detail]
+            result.vouchers.append(HeldBenefit(v.template.name, "voucher", row.balance, "CNY", v.valid_until, v))
+        elif account.purpose in ("coupon", "entitlement") and row.balance and account.detail in grants:
+            g = grants[account.detail]
+            result.grants.append(HeldBenefit(str(g), g.kind, row.balance, account.unit, g.valid_until, g))
+        elif account.purpose == "points" and row.balance:
+            result.points.append(
+                HeldBenefit(f"points expiring end of {account.detail[3:]}", "points", row.balance, "POINT")
+            )
+    result.vip = list(
+        VipMembership.objects.filter(member=member, status="active", ends_at__gte=timezone.now()).select_related(
+            "card_type"
+        )
+    )
+    return result
+
+
+def usable_grants(member: Owner, service: Service) -> QuerySet[Grant]:
+    """Active, unexpired grants of the member that cover the service, soonest expiry first."""
+    now = timezone.now()
+    return (
+        Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=now))
+        .filter(
+            Q(kind=Grant.Kind.ENTITLEMENT, service=service)
+            | Q(kind=Grant.Kind.COUPON, coupon_template__services=service)
+        )
+        .order_by("valid_until", "pk")
+        .distinct()
+    )
+
+
+def recharges_of(member: Owner) -> QuerySet[Recharge]:
+    return Recharge.objects.filter(merchant_id=member.merchant_id, member=member).prefetch_related("lines")
+
+
+def consumptions_of(member: Owner) -> QuerySet[Consumption]:
+    return Consumption.objects.filter(merchant_id=member.merchant_id, member=member).prefetch_related("lines__service")
+
+
+def refundable_lines(member: Owner) -> QuerySet[ConsumptionLine]:
+    return ConsumptionLine.objects.filter(
+        consumption__member=member, consumption__merchant_id=member.merchant_id, status=ConsumptionLine.Status.NORMAL
+    ).select_related("consumption", "service")
+
+
+def refunds_of(member: Owner) -> tuple[QuerySet[EntitlementRefund], QuerySet[CashRefund]]:
+    return (
+        EntitlementRefund.objects.filter(merchant_id=member.merchant_id, member=member),
+        CashRefund.objects.filter(merchant_id=member.merchant_id, member=member),
+    )
+
+
+def service_records_of(member: Owner) -> QuerySet[ServiceRecord]:
+    return ServiceRecord.objects.filter(merchant_id=member.merchant_id, member=member).prefetch_related("tags")
+
+
+def services_for(merchant: Merchant) -> QuerySet[Service]:
+    return Service.objects.filter(merchant=merchant, is_active=True).select_related("category")
+
+
+def coupon_templates_for(merchant: Merchant) -> QuerySet[CouponTemplate]:
+    return CouponTemplate.objects.filter(merchant=merchant, is_active=True)

@@ -1,0 +1,1084 @@
+"""The wallet's operations. Each public function is one atomic transaction that writes its numbered
+business record and posts through the ledger API; a failure leaves nothing behind.
+
+Postings per operation are tabled in docs/wallet.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger
+from ledger.errors import InsufficientBalance
+from ledger.models import Account, Entry
+from members import services as member_services
+from members.models import Level, Merchant, Owner, Staff, Store
+
+from . import rules
+from .models import (
+    CashRefund,
+    CommissionKind,
+    Consumption,
+    ConsumptionLine,
+    CouponTemplate,
+    EntitlementPackage,
+    EntitlementRefund,
+    Grant,
+    PaymentMethod,
+    Recharge,
+    RechargeLine,
+    RechargePlan,
+    Service,
+    ServiceRecord,
+    ServiceTag,
+    StoredValueCard,
+    VipCardType,
+    VipMembership,
+    Voucher,
+    VoucherTemplate,
+    WalletSettings,
+)
+
+CNY = ledger.CNY
+POINT = ledger.POINT
+
+
+def wallet_settings(merchant: Merchant) -> WalletSettings:
+    return WalletSettings.objects.get_or_create(merchant=merchant)[0]
+
+
+# ---------------------------------------------------------------- shared checks and accounts
+
+
+def _fail(field: str, message: str) -> ValidationError:
+    return ValidationError({field: message})
+
+
+def _check_member(member: Owner, store: Store | None) -> None:
+    if member.status != Owner.Status.ACTIVE:
+        raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
+    if store is not None and store.merchant_id != member.merchant_id:
+        raise _fail("store", "The store belongs to another merchant.")
+
+
+def _check_same_merchant(obj, member: Owner, field: str) -> None:
+    if obj.merchant_id != member.merchant_id:
+        raise _fail(field, f"{obj} belongs to another merchant.")
+
+
+def _check_positive_int(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(field, f"Must be a whole number of at least 1, got {value!r}.")
+    return value
+
+
+def _check_fen(value, field: str, *, allow_zero: bool = True) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, f"Amounts are whole fen (integers), got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise _fail(field, f"The amount must be {'positive' if allow_zero else 'greater than zero'}, got {value}.")
+    return value
+
+
+def _check_payment_method(method: str, field: str = "payment_method") -> str:
+    if method == "stored_value":
+        raise _fail(field, "A recharge cannot be paid from the member's own stored value.")
+    if method not in PaymentMethod.values:
+        raise _fail(field, f"Unknown payment method '{method}'; use one of {', '.join(PaymentMethod.values)}.")
+    return method
+
+
+def _existing(model, merchant: Merchant, idempotency_key: str | None):
+    if not idempotency_key:
+        return None
+    return model.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+
+
+def _acct(merchant: Merchant, purpose: str, unit: str = CNY, *, member=None, staff=None, detail: str = "") -> Account:
+    return ledger.get_or_create_account(merchant, purpose, unit, member=member, staff=staff, detail=detail)
+
+
+def _stored_value_accounts(member: Owner) -> tuple[Account, Account]:
+    return (
+        _acct(member.merchant, "principal", member=member),
+        _acct(member.merchant, "bonus", member=member),
+    )
+
+
+def _grant_account(grant: Grant) -> Account:
+    return _acct(grant.merchant, grant.purpose, grant.unit, member=grant.member, detail=grant.account_detail)
+
+
+def _voucher_account(voucher: Voucher) -> Account:
+    return _acct(voucher.merchant, "voucher", member=voucher.member, detail=voucher.account_detail)
+
+
+def points_lot_detail(earned_on: datetime.date, valid_years: int) -> str:
+    """Points earned in year Y expire at the end of year Y + valid_years: one account per expiry year."""
+    return f"exp{earned_on.year + valid_years}"
+
+
+def _lock_card(member: Owner, *, create: bool) -> StoredValueCard:
+    if create:
+        StoredValueCard.objects.get_or_create(member=member, defaults={"merchant": member.merchant})
+    card = StoredValueCard.objects.select_for_update().filter(member=member).first()
+    if card is None:
+        raise _fail("stored_value", f"Member {member.member_number} has no stored-value card.")
+    if card.status == StoredValueCard.Status.CLOSED:
+        raise _fail("stored_value", "The stored-value card was closed by a cash refund and cannot be used.")
+    return card
+
+
+# ---------------------------------------------------------------- recharge (充值, cz…)
+
+
+@dataclass
+class RechargeItem:
+    """One recharge line. kind: stored_value (amount_fen of principal, optional bonus_fen), plan,
+    coupon, package, voucher or vip (with the matching template)."""
+
+    kind: str
+    quantity: int = 1
+    amount_fen: int = 0
+    bonus_fen: int = 0
+    discount_bp: int = 10000
+    plan: RechargePlan | None = None
+    coupon_template: CouponTemplate | None = None
+    package: EntitlementPackage | None = None
+    voucher_template: VoucherTemplate | None = None
+    vip_type: VipCardType | None = None
+
+
+@dataclass
+class _Postings:
+    legs: list
+
+    def add(self, leg) -> None:
+        if leg.amount:
+            self.legs.append(leg)
+
+
+@transaction.atomic
+def recharge(
+    *,
+    member: Owner,
+    store: Store | None,
+    payment_method: str,
+    items: Sequence[RechargeItem],
+    actor: AbstractBaseUser | None,
+    idempotency_key: str | None = None,
+    note: str = "",
+) -> Recharge:
+    """Take money in and credit what it buys: principal and bonus, coupons, entitlement packages,
+    vouchers, VIP periods."""
+    merchant = member.merchant
+    existing = _existing(Recharge, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    _check_member(member, store)
+    _check_payment_method(payment_method)
+    if not items:
+        raise _fail("items", "A recharge needs at least one line.")
+    now = timezone.now()
+    settings = wallet_settings(merchant)
+    number = member_services.next_business_number(merchant, "cz")
+    postings = _Postings([])
+    lines: list[RechargeLine] = []
+    principal_total = bonus_total = list_total = paid_total = 0
+    deferred_total = revenue_total = promo_total = 0
+    grants: list[Grant] = []
+    vouchers: list[Voucher] = []
+    vip_purchases: list[VipCardType] = []
+
+    for i, item in enumerate(items, start=1):
+        f = f"items[{i - 1}]"
+        quantity = _check_positive_int(item.quantity, f"{f}.quantity")
+        if (
+            isinstance(item.discount_bp, bool)
+            or not isinstance(item.discount_bp, int)
+            or not 1 <= item.discount_bp <= 10000
+        ):
+            raise _fail(f"{f}.discount_bp", "The discount is in basis points from 1 to 10000 (10000 = no discount).")
+        line = RechargeLine(line_no=i, kind=item.kind, quantity=quantity, discount_bp=item.discount_bp)
+        if item.kind in (RechargeLine.Kind.STORED_VALUE, RechargeLine.Kind.PLAN):
+            if item.discount_bp != 10000:
+                raise _fail(
+                    f"{f}.discount_bp", "Stored value is loaded at face value; use a plan's bonus to promote it."
+                )
+            if item.kind == RechargeLine.Kind.STORED_VALUE:
+                unit_price = _check_fen(item.amount_fen, f"{f}.amount_fen", allow_zero=False)
+                bonus = _check_fen(item.bonus_fen, f"{f}.bonus_fen") * quantity
+            else:
+                plan = item.plan
+                if plan is None or not plan.is_active:
+                    raise _fail(f"{f}.plan", "Choose an active recharge plan.")
+                _check_same_merchant(plan, member, f"{f}.plan")
+                line.plan = plan
+                unit_price, bonus = plan.pay_fen, plan.bonus_fen * quantity
+                if plan.gift_coupon_id and plan.gift_coupon_quantity:
+                    for _ in range(plan.gift_coupon_quantity * quantity):
+                        grants.append(_new_coupon_grant(member, plan.gift_coupon, 0, number, now))
+                if plan.gift_package_id:
+                    for _ in range(quantity):
+                        grants.extend(_new_package_grants(member, plan.gift_package, 0, number, now))
+                if plan.gift_vip_id:
+                    vip_purchases.extend([plan.gift_vip] * quantity)
+            amount = unit_price * quantity
+            line.unit_price_fen, line.amount_fen, line.bonus_fen = unit_price, amount, bonus
+            principal_total += amount
+            bonus_total += bonus
+        elif item.kind == RechargeLine.Kind.COUPON:
+            template = item.coupon_template
+            if template is None or not template.is_active:
+                raise _fail(f"{f}.coupon_template", "Choose an active coupon template.")
+            _check_same_merchant(template, member, f"{f}.coupon_template")
+            _check_coupon_limit(member, template, quantity, f"{f}.quantity")
+            line.coupon_template = template
+            line.unit_price_fen = template.price_fen
+            line.amount_fen = rules.apply_rate_bp(template.price_fen * quantity, item.discount_bp)
+            shares = _allocate(line.amount_fen, [1] * quantity)
+            grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
+            deferred_total += line.amount_fen
+        elif item.kind == RechargeLine.Kind.PACKAGE:
+            package = item.package
+            if package is None or not package.is_active:
+                raise _fail(f"{f}.package", "Choose an active entitlement package.")
+            _check_same_merchant(package, member, f"{f}.package")
+            line.package = package
+            line.unit_price_fen = package.price_fen
+            line.amount_fen = rules.apply_rate_bp(package.price_fen * quantity, item.discount_bp)
+            for share in _allocate(line.amount_fen, [1] * quantity):
+                grants.extend(_new_package_grants(member, package, share, number, now))
+            deferred_total += line.amount_fen
+        elif item.kind == RechargeLine.Kind.VOUCHER:
+            template = item.voucher_template
+            if template is None or not template.is_active:
+                raise _fail(f"{f}.voucher_template", "Choose an active voucher template.")
+            _check_same_merchant(template, member, f"{f}.voucher_template")
+            line.voucher_template = template
+            line.unit_price_fen = template.price_fen
+            line.amount_fen = rules.apply_rate_bp(template.price_fen * quantity, item.discount_bp)
+            face_total = template.amount_fen * quantity
+            if line.amount_fen > face_total:
+                raise _fail(f"{f}.voucher_template", "A voucher cannot be sold for more than its face value.")
+            for share in _allocate(line.amount_fen, [1] * quantity):
+                vouchers.append(
+                    Voucher(merchant=merchant, member=member, template=template, face_value_fen=template.amount_fen,
+                            paid_fen=share, valid_from=now, valid_until=now + datetime.timedelta(days=template.valid_days),
+                            source_ref=number)
+                )  # fmt: skip
+            promo_total += face_total - line.amount_fen
+        elif item.kind == RechargeLine.Kind.VIP:
+            vip_type = item.vip_type
+            if vip_type is None or not vip_type.is_active:
+                raise _fail(f"{f}.vip_type", "Choose an active VIP card type.")
+            _check_same_merchant(vip_type, member, f"{f}.vip_type")
+            line.vip_type = vip_type
+            line.unit_price_fen = vip_type.price_fen
+            line.amount_fen = rules.apply_rate_bp(vip_type.price_fen * quantity, item.discount_bp)
+            vip_purchases.extend([vip_type] * quantity)
+            revenue_total += line.amount_fen
+        else:
+            raise _fail(f"{f}.kind", f"Unknown recharge line kind '{item.kind}'.")
+        list_total += line.unit_price_fen * quantity
+        paid_total += line.amount_fen
+        lines.append(line)
+
+    if paid_total <= 0:
+        raise _fail("items", "A recharge must take a positive amount of money.")
+
+    if principal_total or bonus_total:
+        _lock_card(member, create=True)
+        principal, bonus_account = _stored_value_accounts(member)
+        postings.add(ledger.increase(principal, principal_total))
+        postings.add(ledger.increase(bonus_account, bonus_total))
+        postings.add(ledger.increase(_acct(merchant, "bonus_expense"), bonus_total))
+    postings.add(ledger.increase(_acct(merchant, "cash", detail=payment_method), paid_total))
+    postings.add(ledger.increase(_acct(merchant, "deferred_revenue"), deferred_total))
+    postings.add(ledger.increase(_acct(merchant, "revenue"), revenue_total))
+    if vouchers:
+        Voucher.objects.bulk_create(vouchers)
+        for voucher in vouchers:
+            postings.add(ledger.increase(_voucher_account(voucher), voucher.face_value_fen))
+        postings.add(ledger.increase(_acct(merchant, "bonus_expense"), promo_total))
+    if grants:
+        Grant.objects.bulk_create(grants)
+        postings.legs.extend(_grant_issue_legs(merchant, grants))
+    if settings.points_on_stored_value_purchase and principal_total:
+        postings.legs.extend(_points_legs(member, settings, now, principal_total))
+
+    entry = ledger.post_entry(
+        merchant=merchant, legs=_merge(postings.legs), operation_type="recharge", operation_ref=number,
+        idempotency_key=f"recharge:{number}", actor=actor, store=store, member=member, memo=note[:200],
+    )  # fmt: skip
+    record = Recharge.objects.create(
+        merchant=merchant, number=number, member=member, store=store, operator=_user(actor), created_at=now,
+        idempotency_key=idempotency_key, note=note, payment_method=payment_method, list_total_fen=list_total,
+        paid_total_fen=paid_total, bonus_total_fen=bonus_total, entry_id=entry.pk,
+    )  # fmt: skip
+    for line in lines:
+        line.recharge = record
+    RechargeLine.objects.bulk_create(lines)
+    for vip_type in vip_purchases:
+        _extend_vip(member, vip_type, number, now)
+    return record
+
+
+def _user(actor: AbstractBaseUser | None):
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def _allocate(total: int, weights: Sequence[int]) -> list[int]:
+    """Split `total` fen by weights; the remainder goes to the first parts (deterministic)."""
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        return [0] * len(weights)
+    shares = [total * w // weight_sum for w in weights]
+    for i in range(total - sum(shares)):
+        shares[i % len(shares)] += 1
+    return shares
+
+
+def _merge(legs: list) -> list:
+    """Merge legs on the same account (e.g. two bonus_expense parts) so each account has one leg."""
+    merged: dict[int, ledger.LegSpec] = {}
+    for leg in legs:
+        if leg.account.pk in merged:
+            merged[leg.account.pk] = ledger.LegSpec(leg.account, merged[leg.account.pk].amount + leg.amount)
+        else:
+            merged[leg.account.pk] = leg
+    return [leg for leg in merged.values() if leg.amount]
+
+
+def _check_coupon_limit(member: Owner, template: CouponTemplate, adding: int, field: str) -> None:
+    if template.per_member_limit:
+        held = Grant.objects.filter(member=member, coupon_template=template).count()
+        if held + adding > template.per_member_limit:
+            raise _fail(
+                field, f"{template} is limited to {template.per_member_limit} per member; the member has {held}."
+            )
+
+
+def _new_coupon_grant(member: Owner, template: CouponTemplate, paid: int, source: str, now) -> Grant:
+    return Grant(
+        merchant=member.merchant, member=member, kind=Grant.Kind.COUPON, coupon_template=template,
+        uses_total=template.uses, paid_fen=paid, valid_until=now + datetime.timedelta(days=template.valid_days),
+        source_ref=source, created_at=now,
+    )  # fmt: skip
+
+
+def _new_package_grants(member: Owner, package: EntitlementPackage, paid: int, source: str, now) -> list[Grant]:
+    items = list(package.items.select_related("service").order_by("id"))
+    if not items:
+        raise _fail("package", f"Package {package} has no services.")
+    # The price paid is spread over the services by their list value, so each use refunds at what it cost.
+    shares = _allocate(paid, [it.service.list_price_fen * it.quantity or 1 for it in items])
+    valid_until = now + datetime.timedelta(days=package.valid_days) if package.valid_days else None
+    return [
+        Grant(merchant=member.merchant, member=member, kind=Grant.Kind.ENTITLEMENT, service=it.service,
+              package=package, uses_total=it.quantity, paid_fen=share, valid_until=valid_until, source_ref=source,
+              created_at=now)
+        for it, share in zip(items, shares, strict=True)
+    ]  # fmt: skip
+
+
+def _grant_issue_legs(merchant: Merchant, grants: list[Grant]) -> list:
+    """Credit each grant's uses to its own account against the merchant's issuance account of the unit."""
+    legs = []
+    by_purpose: dict[tuple[str, str], list[Grant]] = {}
+    for grant in grants:
+        by_purpose.setdefault((grant.purpose, grant.unit), []).append(grant)
+    for (purpose, unit), group in by_purpose.items():
+        accounts = ledger.get_or_create_lot_accounts(
+            merchant, purpose, unit, [(g.member_id, g.account_detail) for g in group]
+        )
+        issued = 0
+        for grant in group:
+            legs.append(ledger.increase(accounts[(grant.member_id, grant.account_detail)], grant.uses_total))
+            issued += grant.uses_total
+        legs.append(ledger.increase(_acct(merchant, "issuance", unit), issued))
+    return legs
+
+
+def _points_legs(member: Owner, settings: WalletSettings, now, eligible_fen: int) -> list:
+    """Points for `eligible_fen` of spend at the member's level multiplier, into this year's lot."""
+    multiplier = member.level.points_multiplier_pct if member.level_id else 100
+    points = rules.points_for(eligible_fen, settings.points_per_yuan, multiplier)
+    if points <= 0:
+        return []
+    detail = points_lot_detail(timezone.localdate(now), settings.points_valid_years)
+    lot = _acct(member.merchant, "points", POINT, member=member, detail=detail)
+    return [ledger.increase(lot, points), ledger.increase(_acct(member.merchant, "issuance", POINT), points)]
+
+
+def _extend_vip(member: Owner, vip_type: VipCardType, source: str, now) -> VipMembership:
+    """Buy or renew: a renewal extends from the current end, a new card starts now."""
+    months = rules.PERIOD_MONTHS[vip_type.period]
+    current = (
+        VipMembership.objects.select_for_update()
+        .filter(member=member, card_type=vip_type, status=VipMembership.Status.ACTIVE)
+        .first()
+    )
+    if current is not None and current.ends_at > now:
+        current.ends_at = rules.add_months(current.ends_at, months)
+        current.save(update_fields=["ends_at"])
+        return current
+    if current is not None:  # lapsed but not yet swept by the expiry job
+        current.status = VipMembership.Status.EXPIRED
+        current.save(update_fields=["status"])
+    return VipMembership.objects.create(
+        merchant=member.merchant, member=member, card_type=vip_type, starts_at=now,
+        ends_at=rules.add_months(now, months), source_ref=source,
+    )  # fmt: skip
+
+
+def purchase_vip(
+    *, member: Owner, vip_type: VipCardType, payment_method: str, store: Store | None, actor, idempotency_key=None
+) -> Recharge:
+    """VIP purchase or renewal: a recharge with one VIP line."""
+    return recharge(member=member, store=store, payment_method=payment_method, actor=actor,
+                    items=[RechargeItem(kind="vip", vip_type=vip_type)], idempotency_key=idempotency_key)  # fmt: skip
+
+
+# ---------------------------------------------------------------- coupon issuance (free, by rule or batch)
+
+
+@dataclass
+class IssueResult:
+    issued: int
+    skipped_at_limit: list[int]
+    entry_ids: list[int]
+
+
+@transaction.atomic
+def issue_coupons(
+    *,
+    template: CouponTemplate,
+    member_ids: Sequence[int],
+    actor: AbstractBaseUser | None,
+    reason: str,
+    actor_label: str = "",
+    batch_ref: str = "",
+) -> IssueResult:
+    """Give one coupon of `template` to each member (free: no money moves). Members at the template's
+    per-member limit are skipped and reported. Thousands at once go through the ledger's bulk path:
+    one entry per 2,000 grants."""
+    merchant = template.merchant
+    if not reason.strip():
+        raise _fail("reason", "Say why the coupons are issued (e.g. new member, spend threshold).")
+    if not template.is_active:
+        raise _fail("template", f"{template} is not active.")
+    member_ids = list(dict.fromkeys(member_ids))
+    members = {m.pk: m for m in Owner.objects.filter(merchant=merchant, pk__in=member_ids, status=Owner.Status.ACTIVE)}
+    unknown = [m for m in member_ids if m not in members]
+    if unknown:
+        raise _fail("member_ids", f"{len(unknown)} members are not active members of {merchant}: {unknown[:10]}.")
+    skipped: list[int] = []
+    if template.per_member_limit:
+        held: dict[int, int] = {}
+        for member_id in Grant.objects.filter(coupon_template=template, member_id__in=member_ids).values_list(
+            "member_id", flat=True
+        ):
+            held[member_id] = held.get(member_id, 0) + 1
+        skipped = [m for m in member_ids if held.get(m, 0) >= template.per_member_limit]
+    eligible = [members[m] for m in member_ids if m not in set(skipped)]
+    now = timezone.now()
+    batch_ref = batch_ref or member_services.next_business_number(merchant, "fq")
+    entry_ids = []
+    for start in range(0, len(eligible), 2000):
+        chunk = eligible[start : start + 2000]
+        grants = [_new_coupon_grant(m, template, 0, batch_ref, now) for m in chunk]
+        Grant.objects.bulk_create(grants)
+        entry = ledger.post_entry(
+            merchant=merchant, legs=_grant_issue_legs(merchant, grants), operation_type="coupon_issue",
+            operation_ref=batch_ref, idempotency_key=f"coupon_issue:{batch_ref}:{start}", actor=actor,
+            actor_label=actor_label, memo=reason[:200],
+            member=chunk[0] if len(chunk) == 1 else None,
+        )  # fmt: skip
+        entry_ids.append(entry.pk)
+    return IssueResult(issued=len(eligible), skipped_at_limit=skipped, entry_ids=entry_ids)
+
+
+@transaction.atomic
+def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBaseUser | None, reason: str) -> Voucher:
+    """Give a member a free voucher (marketing): its face value is a promotion expense."""
+    if not reason.strip():
+        raise _fail("reason", "Say why the voucher is given.")
+    _check_member(member, None)
+    _check_same_merchant(template, member, "template")
+    if not template.is_active:
+        raise _fail("template", f"{template} is not active.")
+    now = timezone.now()
+    merchant = member.merchant
+    ref = member_services.next_business_number(merchant, "fq")
+    voucher = Voucher.objects.create(
+        merchant=merchant, member=member, template=template, face_value_fen=template.amount_fen, paid_fen=0,
+        valid_from=now, valid_until=now + datetime.timedelta(days=template.valid_days), source_ref=ref,
+    )  # fmt: skip
+    ledger.post_entry(
+        merchant=merchant, legs=[ledger.increase(_voucher_account(voucher), template.amount_fen),
+                                 ledger.increase(_acct(merchant, "bonus_expense"), template.amount_fen)],
+        operation_type="voucher_issue", operation_ref=ref, idempotency_key=f"voucher_issue:{ref}", actor=actor,
+        member=member, memo=reason[:200],
+    )  # fmt: skip
+    return voucher
+
+
+# ---------------------------------------------------------------- service record (服务记录, fw…)
+
+
+@transaction.atomic
+def record_service(
+    *,
+    member: Owner,
+    staff: Staff,
+    store: Store | None,
+    actor: AbstractBaseUser | None,
+    notes: str = "",
+    tags: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> ServiceRecord:
+    merchant = member.merchant
+    existing = _existing(ServiceRecord, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    _check_member(member, store)
+    if staff.merchant_id != merchant.pk:
+        raise _fail("staff", "The serving staff member works for another merchant.")
+    record = ServiceRecord.objects.create(
+        merchant=merchant, number=member_services.next_business_number(merchant, "fw"), member=member, store=store,
+        operator=_user(actor), staff=staff, notes=notes, idempotency_key=idempotency_key,
+    )  # fmt: skip
+    for name in dict.fromkeys(t.strip() for t in tags if t.strip()):
+        record.tags.add(ServiceTag.objects.get_or_create(merchant=merchant, name=name[:30])[0])
+    return record
+
+
+# ---------------------------------------------------------------- consumption (消费/收银, xf…)
+
+
+@dataclass
+class ConsumptionItem:
+    """One consumption line: a service × quantity, served by `staff`, paid by exactly one of: a grant
+    (coupon or entitlement uses, quantity uses), or money from voucher_fen + stored_value_fen +
+    direct_fen (with payment_method) adding up to the payable amount."""
+
+    service: Service
+    quantity: int = 1
+    staff: Staff | None = None
+    grant: Grant | None = None
+    voucher: Voucher | None = None
+    voucher_fen: int = 0
+    stored_value_fen: int = 0
+    direct_fen: int = 0
+    payment_method: str = ""
+
+
+def unit_price_for(member: Owner, service: Service) -> int:
+    """Member price after the member's level rate."""
+    rate = member.level.discount_rate_bp if member.level_id else 10000
+    return rules.apply_rate_bp(service.member_price_fen, rate)
+
+
+@transaction.atomic
+def consume(
+    *,
+    member: Owner,
+    store: Store | None,
+    items: Sequence[ConsumptionItem],
+    actor: AbstractBaseUser | None,
+    service_record: ServiceRecord | None = None,
+    idempotency_key: str | None = None,
+    note: str = "",
+) -> Consumption:
+    """Charge a member for services: deduct from the chosen accounts, credit commission, accrue points,
+    upgrade the level when a threshold is crossed. One ledger entry per line, so a line can be refunded
+    exactly."""
+    merchant = member.merchant
+    existing = _existing(Consumption, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    _check_member(member, store)
+    if not items:
+        raise _fail("items", "A consumption needs at least one line.")
+    if service_record is not None and (service_record.member_id != member.pk):
+        raise _fail("service_record", "The service record is of another member.")
+    settings = wallet_settings(merchant)
+    now = timezone.now()
+
+    # Lock every benefit row the lines draw on, in one stable order (card, grants, vouchers by id).
+    uses_stored_value = any(it.stored_value_fen for it in items)
+    card = _lock_card(member, create=False) if uses_stored_value else None
+    grant_ids = sorted({it.grant.pk for it in items if it.grant is not None})
+    voucher_ids = sorted({it.voucher.pk for it in items if it.voucher is not None})
+    grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
+    vouchers = {v.pk: v for v in Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk")}
+
+    principal_acct = bonus_acct = None
+    principal_left = bonus_left = 0
+    if card is not None:
+        principal_acct, bonus_acct = _stored_value_accounts(member)
+        current = ledger_selectors.balances([principal_acct, bonus_acct])
+        principal_left, bonus_left = current[principal_acct.pk], current[bonus_acct.pk]
+    grant_left: dict[int, int] = {}
+    voucher_left: dict[int, int] = {}
+
+    planned: list[tuple[ConsumptionLine, list]] = []
+    payable_total = 0
+    for i, item in enumerate(items, start=1):
+        f = f"items[{i - 1}]"
+        service = item.service
+        if service.merchant_id != merchant.pk:
+            raise _fail(f"{f}.service", f"{service} belongs to another merchant.")
+        if not service.is_active:
+            raise _fail(f"{f}.service", f"{service} is not on sale.")
+        quantity = _check_positive_int(item.quantity, f"{f}.quantity")
+        if item.staff is not None and item.staff.merchant_id != merchant.pk:
+            raise _fail(f"{f}.staff", "The serving staff member works for another merchant.")
+        unit_price = unit_price_for(member, service)
+        payable = unit_price * quantity
+        line = ConsumptionLine(line_no=i, service=service, quantity=quantity, unit_price_fen=unit_price,
+                               payable_fen=payable, staff=item.staff)  # fmt: skip
+        legs: list = []
+        revenue = _acct(merchant, "revenue")
+        voucher_fen = _check_fen(item.voucher_fen, f"{f}.voucher_fen")
+        stored_fen = _check_fen(item.stored_value_fen, f"{f}.stored_value_fen")
+        direct_fen = _check_fen(item.direct_fen, f"{f}.direct_fen")
+        if item.grant is not None:
+            if voucher_fen or stored_fen or direct_fen:
+                raise _fail(f"{f}.grant", "A line paid with coupon or entitlement uses takes no money as well.")
+            grant = grants[item.grant.pk]
+            _check_grant_usable(grant, member, service, now, f"{f}.grant")
+            account = _grant_account(grant)
+            if grant.pk not in grant_left:
+                grant_left[grant.pk] = ledger_selectors.balance(account)
+            if quantity > grant_left[grant.pk]:
+                raise _fail(f"{f}.quantity", f"{grant} has {grant_left[grant.pk]} uses left, {quantity} asked.")
+            consumed_before = grant.uses_total - grant_left[grant.pk]
+            value = rules.prepaid_value(grant.paid_fen, grant.uses_total, consumed_before, quantity)
+            grant_left[grant.pk] -= quantity
+            line.grant, line.uses, line.deferred_fen = grant, quantity, value
+            legs += [
+                ledger.decrease(account, quantity),
+                ledger.decrease(_acct(merchant, "issuance", grant.unit), quantity),
+            ]
+            if value:
+                legs += [ledger.decrease(_acct(merchant, "deferred_revenue"), value), ledger.increase(revenue, value)]
+        else:
+            for name, amount in (
+                ("voucher_fen", voucher_fen),
+                ("stored_value_fen", stored_fen),
+                ("direct_fen", direct_fen),
+            ):
+                if amount > payable:
+                    raise _fail(
+                        f"{f}.{name}", f"The deduction {amount} is larger than the line's payable amount {payable}."
+                    )
+            if voucher_fen + stored_fen + direct_fen != payable:
+                raise _fail(
+                    f"{f}",
+                    f"The line's payable amount is {payable} fen but voucher + stored value + direct payment give "
+                    f"{voucher_fen + stored_fen + direct_fen}.",
+                )
+            if voucher_fen:
+                if item.voucher is None:
+                    raise _fail(f"{f}.voucher", "Choose the voucher to deduct from.")
+                voucher = vouchers[item.voucher.pk]
+                _check_voucher_usable(voucher, member, now, f"{f}.voucher")
+                account = _voucher_account(voucher)
+                if voucher.pk not in voucher_left:
+                    voucher_left[voucher.pk] = ledger_selectors.balance(account)
+                if voucher_fen > voucher_left[voucher.pk]:
+                    raise _fail(
+                        f"{f}.voucher_fen", f"The voucher has {voucher_left[voucher.pk]} fen left, {voucher_fen} asked."
+                    )
+                voucher_left[voucher.pk] -= voucher_fen
+                line.voucher, line.voucher_fen = voucher, voucher_fen
+                legs += [ledger.decrease(account, voucher_fen), ledger.increase(revenue, voucher_fen)]
+            if stored_fen:
+                if stored_fen > principal_left + bonus_left:
+                    raise _fail(
+                        f"{f}.stored_value_fen",
+                        f"Stored value {principal_left + bonus_left} fen does not cover {stored_fen} fen.",
+                    )
+                from_principal, from_bonus = rules.split_stored_value(
+                    stored_fen, principal_left, bonus_left, settings.spending_policy
+                )
+                principal_left -= from_principal
+                bonus_left -= from_bonus
+                line.principal_fen, line.bonus_fen = from_principal, from_bonus
+                if from_principal:
+                    legs.append(ledger.decrease(principal_acct, from_principal))
+                if from_bonus:
+                    legs.append(ledger.decrease(bonus_acct, from_bonus))
+                legs.append(ledger.increase(revenue, stored_fen))
+            if direct_fen:
+                method = item.payment_method
+                if method not in PaymentMethod.values:
+                    raise _fail(
+                        f"{f}.payment_method",
+                        f"Say how the {direct_fen} fen were paid (one of {', '.join(PaymentMethod.values)}).",
+                    )
+                line.direct_fen, line.payment_method = direct_fen, method
+                legs += [
+                    ledger.increase(_acct(merchant, "cash", detail=method), direct_fen),
+                    ledger.increase(revenue, direct_fen),
+                ]
+            if payable == 0:
+                raise _fail(f"{f}.service", f"{service} has no price to charge; record it with a grant or not at all.")
+
+        if item.staff is not None:
+            commission = _commission(service, item.staff, payable, quantity)
+            if commission:
+                line.commission_fen = commission
+                legs += [ledger.increase(_acct(merchant, "commission_expense"), commission),
+                         ledger.increase(_acct(merchant, "commission", staff=item.staff), commission)]  # fmt: skip
+        eligible = line.principal_fen + line.direct_fen
+        if settings.points_on_bonus_spend:
+            eligible += line.bonus_fen
+        if settings.points_on_voucher_spend:
+            eligible += line.voucher_fen
+        points_legs = _points_legs(member, settings, now, eligible) if eligible else []
+        if points_legs:
+            line.points = points_legs[0].amount * points_legs[0].account.normal_sign
+            legs += points_legs
+        payable_total += payable
+        planned.append((line, legs))
+
+    number = member_services.next_business_number(merchant, "xf")
+    consumption = Consumption.objects.create(
+        merchant=merchant, number=number, member=member, store=store, operator=_user(actor), created_at=now,
+        idempotency_key=idempotency_key, note=note, service_record=service_record, payable_total_fen=payable_total,
+    )  # fmt: skip
+    for line, legs in planned:
+        entry = ledger.post_entry(
+            merchant=merchant, legs=legs, operation_type="consumption", operation_ref=f"{number}/{line.line_no}",
+            idempotency_key=f"consumption:{number}:{line.line_no}", actor=actor, store=store, member=member,
+        )  # fmt: skip
+        line.consumption = consumption
+        line.entry_id = entry.pk
+    ConsumptionLine.objects.bulk_create([line for line, _ in planned])
+    _upgrade_level(member, actor)
+    return consumption
+
+
+def _check_grant_usable(grant: Grant, member: Owner, service: Service, now, field: str) -> None:
+    if grant.member_id != member.pk:
+        raise _fail(field, "The coupon or entitlement belongs to another member.")
+    if grant.status != Grant.Status.ACTIVE:
+        raise _fail(field, f"{grant} is {grant.get_status_display()}.")
+    if grant.valid_until is not None and grant.valid_until < now:
+        raise _fail(field, f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}.")
+    if not grant.covers(service):
+        raise _fail(field, f"{grant} does not cover {service}.")
+
+
+def _check_voucher_usable(voucher: Voucher, member: Owner, now, field: str) -> None:
+    if voucher.member_id != member.pk:
+        raise _fail(field, "The voucher belongs to another member.")
+    if voucher.status != Voucher.Status.ACTIVE or voucher.valid_until < now:
+        raise _fail(field, f"The voucher expired on {timezone.localtime(voucher.valid_until):%Y-%m-%d}.")
+    if voucher.valid_from > now:
+        raise _fail(field, "The voucher is not valid yet.")
+
+
+def _commission(service: Service, staff: Staff, payable: int, quantity: int) -> int:
+    rule = service.commission_rules.filter(staff_level=staff.level).first()
+    kind, value = (rule.kind, rule.value) if rule else (service.commission_kind, service.commission_value)
+    if kind == CommissionKind.NONE:
+        return 0
+    return rules.commission_for(kind, value, payable, quantity)
+
+
+def _upgrade_level(member: Owner, actor) -> None:
+    """Move the member up to the best level whose spend or points threshold they have reached."""
+    from .selectors import member_totals  # selectors read the ledger; imported here to keep module load light
+
+    totals = member_totals(member)
+    current_rank = member.level.rank if member.level_id else -1
+    reached = (
+        Level.objects.filter(merchant_id=member.merchant_id, rank__gt=current_rank)
+        .exclude(upgrade_spend_fen__isnull=True, upgrade_points__isnull=True)
+        .order_by("-rank")
+    )
+    for level in reached:
+        by_spend = level.upgrade_spend_fen is not None and totals.consumed_total_fen >= level.upgrade_spend_fen
+        by_points = level.upgrade_points is not None and totals.points_earned >= level.upgrade_points
+        if by_spend or by_points:
+            member_services.update_owner(member, actor=actor, level=level, reason="automatic upgrade by threshold")
+            member.level = level
+            return
+
+
+# ---------------------------------------------------------------- entitlement refund (权益退款, tqy…)
+
+
+@transaction.atomic
+def refund_consumption_lines(
+    *,
+    member: Owner,
+    lines: Sequence[ConsumptionLine],
+    reason: str,
+    actor: AbstractBaseUser | None,
+    store: Store | None = None,
+    idempotency_key: str | None = None,
+) -> EntitlementRefund:
+    """Reverse chosen consumption lines exactly: the same principal/bonus split, the same voucher and
+    grant accounts, the commission and the points they earned. A line is never refunded twice."""
+    merchant = member.merchant
+    existing = _existing(EntitlementRefund, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    if not reason.strip():
+        raise _fail("reason", "A refund needs a reason.")
+    if not lines:
+        raise _fail("lines", "Choose the consumption lines to refund.")
+    if store is not None and store.merchant_id != merchant.pk:
+        raise _fail("store", "The store belongs to another merchant.")
+    ids = sorted({line.pk for line in lines})
+    locked = list(
+        ConsumptionLine.objects.select_for_update(of=("self",))
+        .filter(pk__in=ids)
+        .select_related("consumption", "grant", "service")
+        .order_by("pk")
+    )
+    if len(locked) != len(ids):
+        raise _fail("lines", "Some of the lines do not exist.")
+    for line in locked:
+        label = f"{line.consumption.number}/{line.line_no}"
+        if line.consumption.member_id != member.pk or line.consumption.merchant_id != merchant.pk:
+            raise _fail("lines", f"Line {label} is not this member's.")
+        if line.status == ConsumptionLine.Status.REFUNDED:
+            raise _fail("lines", f"Line {label} was already refunded.")
+        if line.grant is not None and line.grant.status == Grant.Status.REFUNDED:
+            raise _fail(
+                "lines", f"Line {label} used {line.grant}, which was refunded in cash; it cannot take uses back."
+            )
+        if line.principal_fen or line.bonus_fen:
+            card = StoredValueCard.objects.select_for_update().get(member=member)
+            if card.status == StoredValueCard.Status.CLOSED:
+                raise _fail("lines", f"Line {label} was paid by stored value, but the card is closed by a cash refund.")
+    number = member_services.next_business_number(merchant, "tqy")
+    refund = EntitlementRefund.objects.create(
+        merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,
+        idempotency_key=idempotency_key, total_fen=sum(line.payable_fen for line in locked),
+    )  # fmt: skip
+    for line in locked:
+        try:
+            ledger.reverse_entry(
+                Entry.objects.get(pk=line.entry_id), idempotency_key=f"refund-line:{line.pk}", actor=actor,
+                operation_type="consumption_refund", operation_ref=number, store=store,
+                memo=f"{reason[:150]} ({line.consumption.number}/{line.line_no})",
+            )  # fmt: skip
+        except InsufficientBalance as exc:
+            if exc.account.purpose == "points":
+                raise _fail(
+                    "lines",
+                    f"The {line.points} points line {line.consumption.number}/{line.line_no} earned were already "
+                    f"spent; they must be returned before the refund.",
+                ) from exc
+            raise
+        line.status = ConsumptionLine.Status.REFUNDED
+        line.refund = refund
+        line.save(update_fields=["status", "refund"])
+    return refund
+
+
+# ---------------------------------------------------------------- cash refund (现金退款, txj…)
+
+
+@transaction.atomic
+def cash_refund_stored_value(
+    *,
+    member: Owner,
+    payment_method: str,
+    reason: str,
+    actor: AbstractBaseUser | None,
+    store: Store | None = None,
+    idempotency_key: str | None = None,
+) -> CashRefund:
+    """Pay out all unused principal; the bonus is forfeited to breakage, never paid. Closes the card."""
+    merchant = member.merchant
+    existing = _existing(CashRefund, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    _check_payment_method(payment_method)
+    if not reason.strip():
+        raise _fail("reason", "A refund needs a reason.")
+    if store is not None and store.merchant_id != merchant.pk:
+        raise _fail("store", "The store belongs to another merchant.")
+    card = _lock_card(member, create=False)
+    principal_acct, bonus_acct = _stored_value_accounts(member)
+    current = ledger_selectors.balances([principal_acct, bonus_acct])
+    principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
+    if principal == 0 and bonus == 0:
+        raise _fail("stored_value", "There is nothing on the stored-value card to refund.")
+    number = member_services.next_business_number(merchant, "txj")
+    legs = _Postings([])
+    legs.add(ledger.decrease(principal_acct, principal))
+    legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), principal))
+    legs.add(ledger.decrease(bonus_acct, bonus))
+    legs.add(ledger.increase(_acct(merchant, "breakage"), bonus))
+    entry = ledger.post_entry(
+        merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
+        idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=member, memo=reason[:200],
+    )  # fmt: skip
+    card.status = StoredValueCard.Status.CLOSED
+    card.closed_at = timezone.now()
+    card.save(update_fields=["status", "closed_at"])
+    member_services.record_audit(actor=_user(actor), action="stored_value.closed", target=card, merchant=merchant,
+                                 reason=f"cash refund {number}: {reason}")  # fmt: skip
+    return CashRefund.objects.create(
+        merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,
+        idempotency_key=idempotency_key, kind=CashRefund.Kind.STORED_VALUE, payment_method=payment_method,
+        paid_out_fen=principal, forfeited_bonus_fen=bonus, entry_id=entry.pk,
+    )  # fmt: skip
+
+
+@transaction.atomic
+def cash_refund_grant(
+    *,
+    grant: Grant,
+    payment_method: str,
+    reason: str,
+    actor: AbstractBaseUser | None,
+    store: Store | None = None,
+    idempotency_key: str | None = None,
+) -> CashRefund:
+    """Pay out the unused uses of a coupon or entitlement at the price actually paid for them; the
+    grant is closed."""
+    merchant = grant.merchant
+    existing = _existing(CashRefund, merchant, idempotency_key)
+    if existing is not None:
+        return existing
+    _check_payment_method(payment_method)
+    if not reason.strip():
+        raise _fail("reason", "A refund needs a reason.")
+    grant = Grant.objects.select_for_update().get(pk=grant.pk)
+    if grant.status != Grant.Status.ACTIVE:
+        raise _fail("grant", f"{grant} is {grant.get_status_display()}; nothing to refund.")
+    account = _grant_account(grant)
+    left = ledger_selectors.balance(account)
+    if left == 0:
+        raise _fail("grant", f"{grant} has no unused uses.")
+    value = rules.prepaid_value(grant.paid_fen, grant.uses_total, grant.uses_total - left, left)
+    number = member_services.next_business_number(merchant, "txj")
+    legs = _Postings([])
+    legs.add(ledger.decrease(account, left))
+    legs.add(ledger.decrease(_acct(merchant, "issuance", grant.unit), left))
+    legs.add(ledger.decrease(_acct(merchant, "deferred_revenue"), value))
+    legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), value))
+    entry = ledger.post_entry(
+        merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
+        idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=grant.member, memo=reason[:200],
+    )  # fmt: skip
+    grant.status = Grant.Status.REFUNDED
+    grant.save(update_fields=["status"])
+    return CashRefund.objects.create(
+        merchant=merchant, number=number, member=grant.member, store=store, operator=_user(actor), reason=reason,
+        idempotency_key=idempotency_key, kind=CashRefund.Kind.GRANT, grant=grant, payment_method=payment_method,
+        paid_out_fen=value, uses_refunded=left, entry_id=entry.pk,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- expiry
+
+
+@dataclass
+class ExpiryResult:
+    vouchers: int = 0
+    grants: int = 0
+    points_lots: int = 0
+    vip_memberships: int = 0
+
+
+def expire_due_benefits(now: datetime.datetime | None = None) -> ExpiryResult:
+    """Expire what is past its validity: vouchers, coupon/entitlement grants, points lots, VIP periods,
+    posting what was left to breakage. Each item is its own transaction; running again changes nothing."""
+    now = now or timezone.now()
+    result = ExpiryResult()
+    for voucher_id in Voucher.objects.filter(status=Voucher.Status.ACTIVE, valid_until__lt=now).values_list(
+        "pk", flat=True
+    ):
+        result.vouchers += _expire_voucher(voucher_id, now)
+    for grant_id in Grant.objects.filter(status=Grant.Status.ACTIVE, valid_until__lt=now).values_list("pk", flat=True):
+        result.grants += _expire_grant(grant_id, now)
+    today = timezone.localdate(now)
+    lots = Account.objects.filter(purpose="points", unit=POINT, detail__startswith="exp", cached__balance__gt=0)
+    for account in lots:
+        if int(account.detail[3:]) < today.year:
+            result.points_lots += _expire_points_lot(account)
+    with transaction.atomic():
+        result.vip_memberships = VipMembership.objects.filter(
+            status=VipMembership.Status.ACTIVE, ends_at__lt=now
+        ).update(status=VipMembership.Status.EXPIRED)
+    return result
+
+
+def _expiry_key(merchant: Merchant, ref: str, left: int) -> str:
+    # Counting earlier expiries of the same item makes the key unique per expiry, while two concurrent
+    # runs that see the same state produce the same key (and so one entry).
+    earlier = ledger_selectors.entries_for(merchant, "expiry", ref).count()
+    return f"expire:{ref}:{earlier}:{left}"
+
+
+@transaction.atomic
+def _expire_voucher(voucher_id: int, now) -> int:
+    voucher = Voucher.objects.select_for_update().get(pk=voucher_id)
+    account = _voucher_account(voucher)
+    left = ledger_selectors.balance(account)
+    if left:
+        ledger.post_entry(
+            merchant=voucher.merchant, legs=[ledger.decrease(account, left), ledger.increase(_acct(voucher.merchant, "breakage"), left)],
+            operation_type="expiry", operation_ref=f"voucher:{voucher.pk}", idempotency_key=_expiry_key(voucher.merchant, f"voucher:{voucher.pk}", left),
+            actor=None, actor_label="system:expiry", member=voucher.member, memo="voucher expired",
+        )  # fmt: skip
+    if voucher.status != Voucher.Status.EXPIRED:
+        voucher.status = Voucher.Status.EXPIRED
+        voucher.save(update_fields=["status"])
+    return 1
+
+
+@transaction.atomic
+def _expire_grant(grant_id: int, now) -> int:
+    grant = Grant.objects.select_for_update().get(pk=grant_id)
+    account = _grant_account(grant)
+    left = ledger_selectors.balance(account)
+    if left:
+        merchant = grant.merchant
+        value = rules.prepaid_value(grant.paid_fen, grant.uses_total, grant.uses_total - left, left)
+        legs = _Postings([])
+        legs.add(ledger.decrease(account, left))
+        legs.add(ledger.decrease(_acct(merchant, "issuance", grant.unit), left))
+        legs.add(ledger.decrease(_acct(merchant, "deferred_revenue"), value))
+        legs.add(ledger.increase(_acct(merchant, "breakage"), value))
+        ledger.post_entry(
+            merchant=merchant, legs=legs.legs, operation_type="expiry", operation_ref=f"grant:{grant.pk}",
+            idempotency_key=_expiry_key(merchant, f"grant:{grant.pk}", left), actor=None, actor_label="system:expiry",
+            member=grant.member, memo=f"{grant} expired",
+        )  # fmt: skip
+    grant.status = Grant.Status.EXPIRED
+    grant.save(update_fields=["status"])
+    return 1
+
+
+@transaction.atomic
+def _expire_points_lot(account: Account) -> int:
+    left = ledger_selectors.balance(account)  # the balance row is locked by the post below
+    if not left:
+        return 0
+    merchant = account.merchant
+    ledger.post_entry(
+        merchant=merchant, legs=[ledger.decrease(account, left), ledger.decrease(_acct(merchant, "issuance", POINT), left)],
+        operation_type="expiry", operation_ref=f"points:{account.pk}", idempotency_key=_expiry_key(merchant, f"points:{account.pk}", left),
+        actor=None, actor_label="system:expiry", member=account.member, memo=f"points {account.detail} expired",
+    )  # fmt: skip
+    return 1

@@ -13,7 +13,7 @@ _MONEY_RE = re.compile(r"^\d{1,13}(\.\d{1,2})?$")
 def parse_fen(value: str | int | Decimal, field: str, *, allow_zero: bool = False) -> int:
     """'12.34' → 1234. Refuses floats, negatives, zero (unless allowed), more than two decimals,
     and anything that is not a plain decimal number, with a ValidationError naming `field`."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValidationError({field: f"Give amounts as decimal strings like '12.34', not {type(value).__name__}."})
     if isinstance(value, int):
         text = str(value)

@@ -190,7 +190,7 @@ def get_or_create_lot_accounts(
 ) -> dict[tuple[int, str], Account]:
     """Member accounts keyed by (member id, detail), created in bulk where missing, with their balance
     rows. A lot is e.g. one coupon grant: its own account, so it can expire or be refunded alone."""
-    if PURPOSES.get(purpose, None) is None or PURPOSES[purpose].holder != Holder.MEMBER:
+    if PURPOSES.get(purpose) is None or PURPOSES[purpose].holder != Holder.MEMBER:
         raise InvalidLeg("purpose", f"'{purpose}' is not a member account purpose.")
     _check_unit(purpose, unit)
     lots = list(dict.fromkeys(lots))

@@ -491,6 +491,10 @@ def issue_coupons(
         skipped = [m for m in member_ids if held.get(m, 0) >= template.per_member_limit]
     eligible = [members[m] for m in member_ids if m not in set(skipped)]
     now = timezone.now()
+    if batch_ref and ledger_selectors.entries_for(merchant, "coupon_issue", batch_ref).exists():
+        # A redelivered batch (Celery at-least-once): it was issued already.
+        done = ledger_selectors.entries_for(merchant, "coupon_issue", batch_ref)
+        return IssueResult(issued=0, skipped_at_limit=[], entry_ids=list(done.values_list("pk", flat=True)))
     batch_ref = batch_ref or member_services.next_business_number(merchant, "fq")
     entry_ids = []
     for start in range(0, len(eligible), 2000):

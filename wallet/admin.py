@@ -1,0 +1,214 @@
+"""Admin for the wallet catalog (editable) and its business records (read-only: they change only
+through the services)."""
+
+from django.contrib import admin
+
+from members.admin import MerchantScopedAdmin
+
+from .models import (
+    CashRefund,
+    CommissionRule,
+    Consumption,
+    ConsumptionLine,
+    CouponTemplate,
+    EntitlementPackage,
+    EntitlementRefund,
+    Grant,
+    PackageItem,
+    Recharge,
+    RechargeLine,
+    RechargePlan,
+    Service,
+    ServiceCategory,
+    ServiceRecord,
+    StoredValueCard,
+    VipCardType,
+    VipMembership,
+    Voucher,
+    VoucherTemplate,
+    WalletSettings,
+)
+
+
+@admin.register(WalletSettings)
+class WalletSettingsAdmin(MerchantScopedAdmin):
+    list_display = ("merchant", "spending_policy", "points_per_yuan", "points_on_bonus_spend", "points_valid_years")
+
+
+@admin.register(ServiceCategory)
+class ServiceCategoryAdmin(MerchantScopedAdmin):
+    list_display = ("name", "tax_rate_bp", "merchant")
+    search_fields = ("name",)
+
+
+class CommissionRuleInline(admin.TabularInline):
+    model = CommissionRule
+    extra = 0
+
+
+@admin.register(Service)
+class ServiceAdmin(MerchantScopedAdmin):
+    list_display = (
+        "name",
+        "category",
+        "list_price_fen",
+        "member_price_fen",
+        "commission_kind",
+        "commission_value",
+        "is_active",
+    )
+    list_filter = ("category", "is_active", "commission_kind")
+    search_fields = ("name",)
+    inlines = [CommissionRuleInline]
+
+
+@admin.register(CouponTemplate)
+class CouponTemplateAdmin(MerchantScopedAdmin):
+    list_display = ("name", "uses", "price_fen", "valid_days", "per_member_limit", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name",)
+    filter_horizontal = ("services",)
+
+
+class PackageItemInline(admin.TabularInline):
+    model = PackageItem
+    extra = 1
+
+
+@admin.register(EntitlementPackage)
+class EntitlementPackageAdmin(MerchantScopedAdmin):
+    list_display = ("name", "price_fen", "valid_days", "is_active")
+    inlines = [PackageItemInline]
+
+
+@admin.register(VoucherTemplate)
+class VoucherTemplateAdmin(MerchantScopedAdmin):
+    list_display = ("name", "amount_fen", "price_fen", "valid_days", "is_active")
+
+
+@admin.register(VipCardType)
+class VipCardTypeAdmin(MerchantScopedAdmin):
+    list_display = ("name", "period", "price_fen", "is_active")
+    filter_horizontal = ("services",)
+
+
+@admin.register(RechargePlan)
+class RechargePlanAdmin(MerchantScopedAdmin):
+    list_display = (
+        "name",
+        "pay_fen",
+        "bonus_fen",
+        "gift_coupon",
+        "gift_coupon_quantity",
+        "gift_package",
+        "gift_vip",
+        "is_active",
+    )
+
+
+class RecordAdmin(MerchantScopedAdmin):
+    """Business records: listed and shown, never edited or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RechargeLineInline(admin.TabularInline):
+    model = RechargeLine
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Recharge)
+class RechargeAdmin(RecordAdmin):
+    list_display = (
+        "number",
+        "member",
+        "paid_total_fen",
+        "bonus_total_fen",
+        "payment_method",
+        "store",
+        "operator",
+        "created_at",
+    )
+    list_filter = ("payment_method", "store")
+    search_fields = ("number", "member__name", "member__mobile", "member__member_number")
+    date_hierarchy = "created_at"
+    inlines = [RechargeLineInline]
+
+
+class ConsumptionLineInline(admin.TabularInline):
+    model = ConsumptionLine
+    fk_name = "consumption"
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Consumption)
+class ConsumptionAdmin(RecordAdmin):
+    list_display = ("number", "member", "payable_total_fen", "store", "operator", "created_at")
+    list_filter = ("store",)
+    search_fields = ("number", "member__name", "member__mobile", "member__member_number")
+    date_hierarchy = "created_at"
+    inlines = [ConsumptionLineInline]
+
+
+@admin.register(ServiceRecord)
+class ServiceRecordAdmin(RecordAdmin):
+    list_display = ("number", "member", "staff", "store", "created_at")
+    search_fields = ("number", "member__name", "notes")
+    list_filter = ("store", "tags")
+
+
+@admin.register(EntitlementRefund)
+class EntitlementRefundAdmin(RecordAdmin):
+    list_display = ("number", "member", "total_fen", "reason", "operator", "created_at")
+    search_fields = ("number", "member__name", "reason")
+
+
+@admin.register(CashRefund)
+class CashRefundAdmin(RecordAdmin):
+    list_display = ("number", "member", "kind", "paid_out_fen", "forfeited_bonus_fen", "payment_method", "created_at")
+    list_filter = ("kind", "payment_method")
+    search_fields = ("number", "member__name", "reason")
+
+
+@admin.register(Grant)
+class GrantAdmin(RecordAdmin):
+    list_display = (
+        "id",
+        "member",
+        "kind",
+        "coupon_template",
+        "service",
+        "uses_total",
+        "paid_fen",
+        "valid_until",
+        "status",
+    )
+    list_filter = ("kind", "status")
+    search_fields = ("member__name", "member__mobile", "source_ref")
+
+
+@admin.register(Voucher)
+class VoucherAdmin(RecordAdmin):
+    list_display = ("id", "member", "template", "face_value_fen", "paid_fen", "valid_until", "status")
+    list_filter = ("status",)
+
+
+@admin.register(VipMembership)
+class VipMembershipAdmin(RecordAdmin):
+    list_display = ("member", "card_type", "starts_at", "ends_at", "status")
+    list_filter = ("status", "card_type")
+
+
+@admin.register(StoredValueCard)
+class StoredValueCardAdmin(RecordAdmin):
+    list_display = ("member", "status", "opened_at", "closed_at")
+    list_filter = ("status",)

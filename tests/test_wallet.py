@@ -97,7 +97,7 @@ def test_coupon_ten_uses_for_200_three_used_cash_refund_140():
     assert (refund.paid_out_fen, refund.uses_refunded) == (14_000, 7)
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REFUNDED and grant_balance(grant) == 0
-    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY")
+    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY", detail=grant.account_detail)
     assert ledger_selectors.balance(deferred) == 0  # 200 in = 60 recognised + 140 paid back
     with pytest.raises(ValidationError):
         services.consume(member=shop.member, store=shop.store, actor=None,
@@ -128,11 +128,15 @@ def test_split_rounding_is_deterministic_and_never_overdraws():
         rules.split_stored_value(1_301, 1_000, 300, "proportional")
 
 
-def test_prepaid_value_sums_to_what_was_paid():
-    assert [rules.prepaid_value(19_900, 10, n, 1) for n in range(10)] == [1_990] * 10
-    parts = [rules.prepaid_value(1_000, 3, n, 1) for n in range(3)]
+def test_value_of_uses_sums_to_what_was_paid():
+    deferred, left, parts = 1_000, 3, []
+    for _ in range(3):
+        value = rules.value_of_uses(deferred, left, 1)
+        parts.append(value)
+        deferred, left = deferred - value, left - 1
     assert parts == [333, 333, 334] and sum(parts) == 1_000
-    assert rules.prepaid_value(20_000, 10, 3, 7) == 14_000
+    assert rules.value_of_uses(14_000, 7, 7) == 14_000
+    assert rules.value_of_uses(20_000, 10, 1) == 2_000
 
 
 def test_add_months_clamps_to_month_end():
@@ -458,3 +462,99 @@ def test_cash_paid_out_never_exceeds_principal_paid_in():
     refund = services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退", actor=None)
     assert refund.paid_out_fen <= 100_000
     assert cash_paid_out(shop.merchant) + 99_999 >= 0
+
+
+# ---------------------------------------------------------------- edge cases found in review
+
+
+def test_refund_of_a_use_on_an_expired_coupon_goes_to_breakage():
+    shop = make_shop()
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon)])  # fmt: skip
+    grant = Grant.objects.get(member=shop.member)
+    line = services.consume(member=shop.member, store=shop.store, actor=None,
+                            items=[services.ConsumptionItem(service=shop.car_wash, grant=grant)]).lines.get()  # fmt: skip
+    later = timezone.now() + datetime.timedelta(days=40)
+    services.expire_due_benefits(now=later)
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        services.refund_consumption_lines(member=shop.member, lines=[line], reason="投诉", actor=None)
+    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY", detail=grant.account_detail)
+    assert ledger_selectors.balance(deferred) == 0
+    assert grant_balance(grant) == 0
+    breakage = ledger_selectors.find_account(shop.merchant, "breakage", "CNY")
+    assert ledger_selectors.balance(breakage) == 20_000  # 9 uses at expiry + the refunded one
+    assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+def test_refunding_an_early_use_never_pays_out_more_than_was_paid():
+    shop = make_shop()
+    shop.car_wash_coupon.uses, shop.car_wash_coupon.price_fen = 3, 1_000
+    shop.car_wash_coupon.save()
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon)])  # fmt: skip
+    grant = Grant.objects.get(member=shop.member)
+    lines = [
+        services.consume(member=shop.member, store=shop.store, actor=None,
+                         items=[services.ConsumptionItem(service=shop.car_wash, grant=grant)]).lines.get()
+        for _ in range(3)
+    ]  # fmt: skip
+    assert [line.deferred_fen for line in lines] == [333, 333, 334]
+    services.refund_consumption_lines(member=shop.member, lines=[lines[0]], reason="x", actor=None)
+    refund = services.cash_refund_grant(grant=grant, payment_method="cash", reason="退", actor=None)
+    assert refund.paid_out_fen == 333
+    revenue = ledger_selectors.find_account(shop.merchant, "revenue", "CNY")
+    assert ledger_selectors.balance(revenue) + refund.paid_out_fen == 1_000
+    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY", detail=grant.account_detail)
+    assert ledger_selectors.balance(deferred) == 0
+
+
+def test_refund_after_the_points_lot_expired_leaves_points_out():
+    shop = make_shop("principal_first")
+    load_plan(shop)
+    line = spend_stored_value(shop, 10_000).lines.get()
+    assert line.points == 100
+    two_years = timezone.now() + datetime.timedelta(days=800)
+    services.expire_due_benefits(now=two_years)
+    with mock.patch("django.utils.timezone.now", return_value=two_years):
+        services.refund_consumption_lines(member=shop.member, lines=[line], reason="x", actor=None)
+    assert balances(shop.member) == (100_000, 20_000)
+    assert selectors.member_totals(shop.member).points_balance == 0
+    assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+def test_coupon_limit_counts_lines_and_plan_gifts_of_the_same_recharge():
+    shop = make_shop()
+    shop.car_wash_coupon.per_member_limit = 1
+    shop.car_wash_coupon.save()
+    item = services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon)
+    with pytest.raises(ValidationError) as exc:
+        services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None, items=[item, item])
+    assert "items[1].quantity" in exc.value.message_dict
+    shop.plan.gift_coupon, shop.plan.gift_coupon_quantity = shop.car_wash_coupon, 2
+    shop.plan.save()
+    with pytest.raises(ValidationError) as exc:
+        load_plan(shop)
+    assert "items[0].plan" in exc.value.message_dict
+    assert Grant.objects.count() == 0
+
+
+def test_points_for_buying_stored_value_are_not_earned_twice_and_go_back_on_cash_refund():
+    shop = make_shop("principal_first", points_on_stored_value_purchase=True)
+    load_plan(shop)
+    assert selectors.member_totals(shop.member).points_balance == 1_000
+    line = spend_stored_value(shop, 40_000).lines.get()
+    assert line.points == 0  # the principal earned its points when it was bought
+    refund = services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退卡", actor=None)
+    assert refund.paid_out_fen == 60_000
+    assert selectors.member_totals(shop.member).points_balance == 400  # 600 of 1000 points went back
+
+
+def test_expired_grant_is_not_refunded_in_cash():
+    shop = make_shop()
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon)])  # fmt: skip
+    grant = Grant.objects.get(member=shop.member)
+    later = timezone.now() + datetime.timedelta(days=40)
+    with mock.patch("django.utils.timezone.now", return_value=later), pytest.raises(ValidationError) as exc:
+        services.cash_refund_grant(grant=grant, payment_method="cash", reason="x", actor=None)
+    assert "expired" in exc.value.message_dict["grant"][0]

@@ -36,7 +36,7 @@ def test_twenty_parallel_consumptions_of_a_ten_use_coupon():
     assert (len(ok), len(refused)) == (10, 10)
     held = [h for h in selectors.member_benefits(shop.member).grants if h.obj.pk == grant.pk]
     assert held == []  # no uses left
-    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY")
+    deferred = ledger_selectors.find_account(shop.merchant, "deferred_revenue", "CNY", detail=grant.account_detail)
     assert ledger_selectors.balance(deferred) == 0  # all ¥200 recognised, exactly
     assert ledger_selectors.reconcile(shop.merchant).clean
 

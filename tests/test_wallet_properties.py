@@ -4,6 +4,7 @@ policy keep the wallet's promises."""
 from __future__ import annotations
 
 import datetime
+from contextlib import suppress
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -96,21 +97,17 @@ def machine_for(policy: str):
 
         @rule(who=st.integers(0, 1))
         def cash_refund_card(self, who):
-            try:
+            with suppress(ValidationError):  # no card, closed card, or nothing on it
                 services.cash_refund_stored_value(
                     member=self._member(who), payment_method="cash", reason="r", actor=None
                 )
-            except ValidationError:
-                pass  # no card, closed card, or nothing on it
 
         @rule(who=st.integers(0, 1))
         def cash_refund_coupon(self, who):
             grant = Grant.objects.filter(member=self.members[who], status="active").first()
             if grant is not None:
-                try:
+                with suppress(ValidationError):  # no unused uses, or expired
                     services.cash_refund_grant(grant=grant, payment_method="cash", reason="r", actor=None)
-                except ValidationError:
-                    pass  # no unused uses
 
         @rule(days=st.sampled_from([0, 40, 800]))
         def expire(self, days):

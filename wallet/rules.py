@@ -37,16 +37,16 @@ def split_stored_value(amount: int, principal: int, bonus: int, policy: str) -> 
     return from_principal, amount - from_principal
 
 
-def prepaid_value(paid_fen: int, uses_total: int, consumed_before: int, uses: int) -> int:
-    """Value in fen of `uses` uses of a lot bought for `paid_fen` in `uses_total` uses, when
-    `consumed_before` uses are already gone. Cumulative rounding: the first n uses are worth
-    floor(paid × n / total), so all uses together are worth exactly what was paid (¥200 for 10 → ¥20 each;
-    ¥199 for 10 → 19.90 spread as 19/20 fen-exact)."""
-    if uses_total <= 0:
+def value_of_uses(deferred_left: int, uses_left: int, uses: int) -> int:
+    """Value in fen of `uses` of the `uses_left` uses still held on a lot whose unrecognised prepaid
+    value is `deferred_left` (the lot's own deferred-revenue account). The share rounds down and the
+    last use takes whatever is left, so the uses of a lot are together worth exactly what was paid,
+    whatever refunds happen in between (¥200 for 10 → ¥20 each; ¥10 for 3 → 3.33, 3.33, 3.34)."""
+    if uses <= 0 or uses_left <= 0:
         return 0
-    before = paid_fen * consumed_before // uses_total
-    after = paid_fen * (consumed_before + uses) // uses_total
-    return after - before
+    if uses >= uses_left:
+        return deferred_left
+    return deferred_left * uses // uses_left
 
 
 def commission_for(kind: str, value: int, payable_fen: int, quantity: int) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
@@ -117,6 +118,11 @@ def _grant_account(grant: Grant) -> Account:
     return _acct(grant.merchant, grant.purpose, grant.unit, member=grant.member, detail=grant.account_detail)
 
 
+def _grant_deferred_account(grant: Grant) -> Account:
+    """The prepaid money of one lot not yet earned: its uses, refund and expiry draw on this alone."""
+    return _acct(grant.merchant, "deferred_revenue", detail=grant.account_detail)
+
+
 def _voucher_account(voucher: Voucher) -> Account:
     return _acct(voucher.merchant, "voucher", member=voucher.member, detail=voucher.account_detail)
 
@@ -193,7 +199,8 @@ def recharge(
     postings = _Postings([])
     lines: list[RechargeLine] = []
     principal_total = bonus_total = list_total = paid_total = 0
-    deferred_total = revenue_total = promo_total = 0
+    revenue_total = promo_total = 0
+    pending_coupons: dict[int, int] = {}
     grants: list[Grant] = []
     vouchers: list[Voucher] = []
     vip_purchases: list[VipCardType] = []
@@ -224,7 +231,9 @@ def recharge(
                 line.plan = plan
                 unit_price, bonus = plan.pay_fen, plan.bonus_fen * quantity
                 if plan.gift_coupon_id and plan.gift_coupon_quantity:
-                    for _ in range(plan.gift_coupon_quantity * quantity):
+                    gifts = plan.gift_coupon_quantity * quantity
+                    _check_coupon_limit(member, plan.gift_coupon, gifts, f"{f}.plan", pending_coupons)
+                    for _ in range(gifts):
                         grants.append(_new_coupon_grant(member, plan.gift_coupon, 0, number, now))
                 if plan.gift_package_id:
                     for _ in range(quantity):
@@ -240,13 +249,12 @@ def recharge(
             if template is None or not template.is_active:
                 raise _fail(f"{f}.coupon_template", "Choose an active coupon template.")
             _check_same_merchant(template, member, f"{f}.coupon_template")
-            _check_coupon_limit(member, template, quantity, f"{f}.quantity")
+            _check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             line.coupon_template = template
             line.unit_price_fen = template.price_fen
             line.amount_fen = rules.apply_rate_bp(template.price_fen * quantity, item.discount_bp)
             shares = _allocate(line.amount_fen, [1] * quantity)
             grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
-            deferred_total += line.amount_fen
         elif item.kind == RechargeLine.Kind.PACKAGE:
             package = item.package
             if package is None or not package.is_active:
@@ -257,7 +265,6 @@ def recharge(
             line.amount_fen = rules.apply_rate_bp(package.price_fen * quantity, item.discount_bp)
             for share in _allocate(line.amount_fen, [1] * quantity):
                 grants.extend(_new_package_grants(member, package, share, number, now))
-            deferred_total += line.amount_fen
         elif item.kind == RechargeLine.Kind.VOUCHER:
             template = item.voucher_template
             if template is None or not template.is_active:
@@ -302,7 +309,6 @@ def recharge(
         postings.add(ledger.increase(bonus_account, bonus_total))
         postings.add(ledger.increase(_acct(merchant, "bonus_expense"), bonus_total))
     postings.add(ledger.increase(_acct(merchant, "cash", detail=payment_method), paid_total))
-    postings.add(ledger.increase(_acct(merchant, "deferred_revenue"), deferred_total))
     postings.add(ledger.increase(_acct(merchant, "revenue"), revenue_total))
     if vouchers:
         Voucher.objects.bulk_create(vouchers)
@@ -358,10 +364,13 @@ def _merge(legs: list) -> list:
     return [leg for leg in merged.values() if leg.amount]
 
 
-def _check_coupon_limit(member: Owner, template: CouponTemplate, adding: int, field: str) -> None:
+def _check_coupon_limit(member: Owner, template: CouponTemplate, adding: int, field: str, pending: dict) -> None:
+    """Refuse more coupons of a template than its per-member limit, counting those held and those
+    already added by earlier lines or gifts of the same operation (`pending`)."""
+    pending[template.pk] = pending.get(template.pk, 0) + adding
     if template.per_member_limit:
         held = Grant.objects.filter(member=member, coupon_template=template).count()
-        if held + adding > template.per_member_limit:
+        if held + pending[template.pk] > template.per_member_limit:
             raise _fail(
                 field, f"{template} is limited to {template.per_member_limit} per member; the member has {held}."
             )
@@ -405,6 +414,9 @@ def _grant_issue_legs(merchant: Merchant, grants: list[Grant]) -> list:
             legs.append(ledger.increase(accounts[(grant.member_id, grant.account_detail)], grant.uses_total))
             issued += grant.uses_total
         legs.append(ledger.increase(_acct(merchant, "issuance", unit), issued))
+    for grant in grants:
+        if grant.paid_fen:
+            legs.append(ledger.increase(_grant_deferred_account(grant), grant.paid_fen))
     return legs
 
 
@@ -633,6 +645,7 @@ def consume(
         current = ledger_selectors.balances([principal_acct, bonus_acct])
         principal_left, bonus_left = current[principal_acct.pk], current[bonus_acct.pk]
     grant_left: dict[int, int] = {}
+    deferred_left: dict[int, int] = {}
     voucher_left: dict[int, int] = {}
 
     planned: list[tuple[ConsumptionLine, list]] = []
@@ -662,20 +675,22 @@ def consume(
             grant = grants[item.grant.pk]
             _check_grant_usable(grant, member, service, now, f"{f}.grant")
             account = _grant_account(grant)
+            deferred = _grant_deferred_account(grant)
             if grant.pk not in grant_left:
                 grant_left[grant.pk] = ledger_selectors.balance(account)
+                deferred_left[grant.pk] = ledger_selectors.balance(deferred)
             if quantity > grant_left[grant.pk]:
                 raise _fail(f"{f}.quantity", f"{grant} has {grant_left[grant.pk]} uses left, {quantity} asked.")
-            consumed_before = grant.uses_total - grant_left[grant.pk]
-            value = rules.prepaid_value(grant.paid_fen, grant.uses_total, consumed_before, quantity)
+            value = rules.value_of_uses(deferred_left[grant.pk], grant_left[grant.pk], quantity)
             grant_left[grant.pk] -= quantity
+            deferred_left[grant.pk] -= value
             line.grant, line.uses, line.deferred_fen = grant, quantity, value
             legs += [
                 ledger.decrease(account, quantity),
                 ledger.decrease(_acct(merchant, "issuance", grant.unit), quantity),
             ]
             if value:
-                legs += [ledger.decrease(_acct(merchant, "deferred_revenue"), value), ledger.increase(revenue, value)]
+                legs += [ledger.decrease(deferred, value), ledger.increase(revenue, value)]
         else:
             for name, amount in (
                 ("voucher_fen", voucher_fen),
@@ -745,7 +760,8 @@ def consume(
                 line.commission_fen = commission
                 legs += [ledger.increase(_acct(merchant, "commission_expense"), commission),
                          ledger.increase(_acct(merchant, "commission", staff=item.staff), commission)]  # fmt: skip
-        eligible = line.principal_fen + line.direct_fen
+        # Principal already earned points when it was bought if the merchant rewards buying stored value.
+        eligible = line.direct_fen + (0 if settings.points_on_stored_value_purchase else line.principal_fen)
         if settings.points_on_bonus_spend:
             eligible += line.bonus_fen
         if settings.points_on_voucher_spend:
@@ -875,25 +891,51 @@ def refund_consumption_lines(
         merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,
         idempotency_key=idempotency_key, total_fen=sum(line.payable_fen for line in locked),
     )  # fmt: skip
+    now = timezone.now()
     for line in locked:
-        try:
-            ledger.reverse_entry(
-                Entry.objects.get(pk=line.entry_id), idempotency_key=f"refund-line:{line.pk}", actor=actor,
-                operation_type="consumption_refund", operation_ref=number, store=store,
-                memo=f"{reason[:150]} ({line.consumption.number}/{line.line_no})",
-            )  # fmt: skip
-        except InsufficientBalance as exc:
-            if exc.account.purpose == "points":
-                raise _fail(
-                    "lines",
-                    f"The {line.points} points line {line.consumption.number}/{line.line_no} earned were already "
-                    f"spent; they must be returned before the refund.",
-                ) from exc
-            raise
+        _reverse_line(line, number, reason, actor, store, now)
+        # Value restored to a lot that has expired meanwhile goes straight to breakage again.
+        if line.grant is not None and (
+            line.grant.status == Grant.Status.EXPIRED or (line.grant.valid_until and line.grant.valid_until < now)
+        ):
+            _expire_grant(line.grant_id, now)
+        if line.voucher_id is not None:
+            voucher = Voucher.objects.get(pk=line.voucher_id)
+            if voucher.status == Voucher.Status.EXPIRED or voucher.valid_until < now:
+                _expire_voucher(voucher.pk, now)
         line.status = ConsumptionLine.Status.REFUNDED
         line.refund = refund
         line.save(update_fields=["status", "refund"])
     return refund
+
+
+def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store, now) -> None:
+    """Reverse a line's ledger entry whole. Points it earned that have since expired with their lot are
+    gone already, so only those legs are left out; points still held but spent make the refund fail."""
+    entry = Entry.objects.get(pk=line.entry_id)
+    label = f"{line.consumption.number}/{line.line_no}"
+    common = {"idempotency_key": f"refund-line:{line.pk}", "actor": actor, "operation_type": "consumption_refund",
+                  "operation_ref": number, "store": store, "memo": f"{reason[:150]} ({label})"}  # fmt: skip
+    try:
+        ledger.reverse_entry(entry, **common)
+        return
+    except InsufficientBalance as exc:
+        account = exc.account
+        if account.purpose != "points":
+            raise
+        if not _points_lot_expired(account, now):
+            raise _fail(
+                "lines",
+                f"The {line.points} points line {label} earned were already spent; return them before the refund.",
+            ) from exc
+    remaining = ledger.reversible_remaining(entry)
+    units = dict(Account.objects.filter(pk__in=remaining).values_list("pk", "unit"))
+    ledger.reverse_entry(entry, amounts={acc_id: left for acc_id, left in remaining.items() if left and units[acc_id] != POINT},
+                         **common)  # fmt: skip
+
+
+def _points_lot_expired(account: Account, now) -> bool:
+    return account.detail.startswith("exp") and int(account.detail[3:]) < timezone.localdate(now).year
 
 
 # ---------------------------------------------------------------- cash refund (现金退款, txj…)
@@ -931,6 +973,7 @@ def cash_refund_stored_value(
     legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), principal))
     legs.add(ledger.decrease(bonus_acct, bonus))
     legs.add(ledger.increase(_acct(merchant, "breakage"), bonus))
+    legs.legs.extend(_points_clawback_legs(member, principal))
     entry = ledger.post_entry(
         merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
         idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=member, memo=reason[:200],
@@ -945,6 +988,41 @@ def cash_refund_stored_value(
         idempotency_key=idempotency_key, kind=CashRefund.Kind.STORED_VALUE, payment_method=payment_method,
         paid_out_fen=principal, forfeited_bonus_fen=bonus, entry_id=entry.pk,
     )  # fmt: skip
+
+
+def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
+    """Points earned by buying the stored value that is now paid back go back too (only when the merchant
+    rewards buying stored value): in proportion to the principal refunded, oldest lots first."""
+    if not wallet_settings(member.merchant).points_on_stored_value_purchase or not principal_refunded:
+        return []
+    earned = (
+        -ledger_selectors.legs_matching(
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="points"
+        ).aggregate(t=Sum("amount"))["t"]
+        or 0
+    )
+    bought = (
+        -ledger_selectors.legs_matching(
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="principal"
+        ).aggregate(t=Sum("amount"))["t"]
+        or 0
+    )
+    due = earned * principal_refunded // bought if bought else 0
+    lots = sorted(
+        (row for row in ledger_selectors.member_balances(member) if row.account.purpose == "points" and row.balance),
+        key=lambda row: row.account.detail,
+    )
+    if sum(row.balance for row in lots) < due:
+        raise _fail("points", f"The {due} points earned by buying this stored value were spent; return them first.")
+    legs, left = [], due
+    for row in lots:
+        take = min(left, row.balance)
+        if take:
+            legs.append(ledger.decrease(row.account, take))
+            left -= take
+    if due:
+        legs.append(ledger.decrease(_acct(member.merchant, "issuance", POINT), due))
+    return legs
 
 
 @transaction.atomic
@@ -969,16 +1047,21 @@ def cash_refund_grant(
     grant = Grant.objects.select_for_update().get(pk=grant.pk)
     if grant.status != Grant.Status.ACTIVE:
         raise _fail("grant", f"{grant} is {grant.get_status_display()}; nothing to refund.")
+    if grant.valid_until is not None and grant.valid_until < timezone.now():
+        raise _fail(
+            "grant", f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}; it is not refundable."
+        )
     account = _grant_account(grant)
     left = ledger_selectors.balance(account)
     if left == 0:
         raise _fail("grant", f"{grant} has no unused uses.")
-    value = rules.prepaid_value(grant.paid_fen, grant.uses_total, grant.uses_total - left, left)
+    deferred = _grant_deferred_account(grant)
+    value = ledger_selectors.balance(deferred)  # all that is left of what was paid for the lot
     number = member_services.next_business_number(merchant, "txj")
     legs = _Postings([])
     legs.add(ledger.decrease(account, left))
     legs.add(ledger.decrease(_acct(merchant, "issuance", grant.unit), left))
-    legs.add(ledger.decrease(_acct(merchant, "deferred_revenue"), value))
+    legs.add(ledger.decrease(deferred, value))
     legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), value))
     entry = ledger.post_entry(
         merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
@@ -1058,11 +1141,12 @@ def _expire_grant(grant_id: int, now) -> int:
     left = ledger_selectors.balance(account)
     if left:
         merchant = grant.merchant
-        value = rules.prepaid_value(grant.paid_fen, grant.uses_total, grant.uses_total - left, left)
+        deferred = _grant_deferred_account(grant)
+        value = ledger_selectors.balance(deferred)
         legs = _Postings([])
         legs.add(ledger.decrease(account, left))
         legs.add(ledger.decrease(_acct(merchant, "issuance", grant.unit), left))
-        legs.add(ledger.decrease(_acct(merchant, "deferred_revenue"), value))
+        legs.add(ledger.decrease(deferred, value))
         legs.add(ledger.increase(_acct(merchant, "breakage"), value))
         ledger.post_entry(
             merchant=merchant, legs=legs.legs, operation_type="expiry", operation_ref=f"grant:{grant.pk}",

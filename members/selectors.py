@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from . import roles
@@ -77,3 +77,25 @@ def scope_to_user(queryset: QuerySet, user: AbstractBaseUser | AnonymousUser, me
     if merchant is None:
         return queryset.none()
     return queryset.filter(**{merchant_path: merchant})
+
+
+def owners_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Owner]:
+    """Owners the user may see: their merchant's (all for platform admins, none for strangers)."""
+    return scope_to_user(Owner.objects.select_related("level", "merchant"), user, "merchant")
+
+
+def search_owners(owners: QuerySet[Owner], term: str) -> QuerySet[Owner]:
+    """Match any part of a member number, a name or a mobile number; newest members first."""
+    term = term.strip()
+    if term:
+        owners = owners.filter(Q(member_number__icontains=term) | Q(name__icontains=term) | Q(mobile__contains=term))
+    return owners.order_by("-joined_at", "-pk")
+
+
+def operable_stores(user: AbstractBaseUser, merchant: Merchant) -> QuerySet[Store]:
+    """Active stores of the merchant on which the user may record operations (operate_store)."""
+    return stores_where(user, "members.operate_store").filter(merchant=merchant, is_active=True).order_by("code")
+
+
+def active_staff_for(merchant: Merchant) -> QuerySet[Staff]:
+    return Staff.objects.filter(merchant=merchant, is_active=True).order_by("name", "pk")

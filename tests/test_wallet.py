@@ -558,3 +558,12 @@ def test_expired_grant_is_not_refunded_in_cash():
     with mock.patch("django.utils.timezone.now", return_value=later), pytest.raises(ValidationError) as exc:
         services.cash_refund_grant(grant=grant, payment_method="cash", reason="x", actor=None)
     assert "expired" in exc.value.message_dict["grant"][0]
+
+
+def test_request_key_of_another_member_is_refused():
+    shop = make_shop()
+    other = make_owner(shop.merchant)
+    load_plan(shop, idempotency_key="tok-1")
+    with pytest.raises(ValidationError) as exc:
+        load_plan(shop, member=other, idempotency_key="tok-1")
+    assert "idempotency_key" in exc.value.message_dict

@@ -17,9 +17,11 @@ from .models import (
     Consumption,
     ConsumptionLine,
     CouponTemplate,
+    EntitlementPackage,
     EntitlementRefund,
     Grant,
     Recharge,
+    RechargePlan,
     Service,
     ServiceRecord,
     VipMembership,
@@ -177,3 +179,28 @@ def services_for(merchant: Merchant) -> QuerySet[Service]:
 
 def coupon_templates_for(merchant: Merchant) -> QuerySet[CouponTemplate]:
     return CouponTemplate.objects.filter(merchant=merchant, is_active=True)
+
+
+def recharge_plans_for(merchant: Merchant) -> QuerySet[RechargePlan]:
+    return RechargePlan.objects.filter(merchant=merchant, is_active=True).order_by("pay_fen", "pk")
+
+
+def packages_for(merchant: Merchant) -> QuerySet[EntitlementPackage]:
+    return EntitlementPackage.objects.filter(merchant=merchant, is_active=True).order_by("name", "pk")
+
+
+def usable_grants_of(member: Owner) -> QuerySet[Grant]:
+    """The member's active coupons and entitlements that have not expired (uses left: member_benefits)."""
+    now = timezone.now()
+    return (
+        Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=now))
+        .select_related("coupon_template", "service")
+    )
+
+
+def usable_vouchers_of(member: Owner) -> QuerySet[Voucher]:
+    now = timezone.now()
+    return Voucher.objects.filter(
+        member=member, status=Voucher.Status.ACTIVE, valid_from__lte=now, valid_until__gte=now
+    ).select_related("template")

@@ -97,10 +97,15 @@ def _check_payment_method(method: str, field: str = "payment_method") -> str:
     return method
 
 
-def _existing(model, merchant: Merchant, idempotency_key: str | None):
+def _existing(model, merchant: Merchant, idempotency_key: str | None, member: Owner | None = None):
+    """The operation already recorded under this key (a retried request), or None. A key reused for
+    another member is refused rather than answered with someone else's record."""
     if not idempotency_key:
         return None
-    return model.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+    found = model.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+    if found is not None and member is not None and found.member_id != member.pk:
+        raise _fail("idempotency_key", "This request key was already used for another member.")
+    return found
 
 
 def _acct(merchant: Merchant, purpose: str, unit: str = CNY, *, member=None, staff=None, detail: str = "") -> Account:
@@ -186,7 +191,7 @@ def recharge(
     """Take money in and credit what it buys: principal and bonus, coupons, entitlement packages,
     vouchers, VIP periods."""
     merchant = member.merchant
-    existing = _existing(Recharge, merchant, idempotency_key)
+    existing = _existing(Recharge, merchant, idempotency_key, member)
     if existing is not None:
         return existing
     _check_member(member, store)
@@ -563,7 +568,7 @@ def record_service(
     idempotency_key: str | None = None,
 ) -> ServiceRecord:
     merchant = member.merchant
-    existing = _existing(ServiceRecord, merchant, idempotency_key)
+    existing = _existing(ServiceRecord, merchant, idempotency_key, member)
     if existing is not None:
         return existing
     _check_member(member, store)
@@ -619,7 +624,7 @@ def consume(
     upgrade the level when a threshold is crossed. One ledger entry per line, so a line can be refunded
     exactly."""
     merchant = member.merchant
-    existing = _existing(Consumption, merchant, idempotency_key)
+    existing = _existing(Consumption, merchant, idempotency_key, member)
     if existing is not None:
         return existing
     _check_member(member, store)
@@ -790,6 +795,28 @@ def consume(
     return consumption
 
 
+@transaction.atomic
+def consume_with_service_record(
+    *,
+    member: Owner,
+    staff: Staff,
+    store: Store | None,
+    items: Sequence[ConsumptionItem],
+    actor: AbstractBaseUser | None,
+    notes: str = "",
+    tags: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> Consumption:
+    """A visit (服务记录 fw…) and the consumption that pays for it, standing or falling together."""
+    existing = _existing(Consumption, member.merchant, idempotency_key, member)
+    if existing is not None:
+        return existing
+    record = record_service(member=member, staff=staff, store=store, actor=actor, notes=notes, tags=tags,
+                            idempotency_key=idempotency_key)  # fmt: skip
+    return consume(member=member, store=store, items=items, actor=actor, service_record=record,
+                   idempotency_key=idempotency_key)  # fmt: skip
+
+
 def _check_grant_usable(grant: Grant, member: Owner, service: Service, now, field: str) -> None:
     if grant.member_id != member.pk:
         raise _fail(field, "The coupon or entitlement belongs to another member.")
@@ -854,7 +881,7 @@ def refund_consumption_lines(
     """Reverse chosen consumption lines exactly: the same principal/bonus split, the same voucher and
     grant accounts, the commission and the points they earned. A line is never refunded twice."""
     merchant = member.merchant
-    existing = _existing(EntitlementRefund, merchant, idempotency_key)
+    existing = _existing(EntitlementRefund, merchant, idempotency_key, member)
     if existing is not None:
         return existing
     if not reason.strip():
@@ -953,7 +980,7 @@ def cash_refund_stored_value(
 ) -> CashRefund:
     """Pay out all unused principal; the bonus is forfeited to breakage, never paid. Closes the card."""
     merchant = member.merchant
-    existing = _existing(CashRefund, merchant, idempotency_key)
+    existing = _existing(CashRefund, merchant, idempotency_key, member)
     if existing is not None:
         return existing
     _check_payment_method(payment_method)
@@ -1038,7 +1065,7 @@ def cash_refund_grant(
     """Pay out the unused uses of a coupon or entitlement at the price actually paid for them; the
     grant is closed."""
     merchant = grant.merchant
-    existing = _existing(CashRefund, merchant, idempotency_key)
+    existing = _existing(CashRefund, merchant, idempotency_key, grant.member)
     if existing is not None:
         return existing
     _check_payment_method(payment_method)

@@ -1,0 +1,277 @@
+"""Operator forms of the portal. Plain Django forms: they parse input (amounts in yuan through
+ledger.money.parse_fen, choices limited to the member's merchant and the operator's stores) and
+build the arguments of the wallet services. The services decide everything else; their
+ValidationErrors come back onto the form through `add_service_error`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from ledger.money import format_fen, parse_fen
+from members import selectors as member_selectors
+from members.models import Owner, Store
+from wallet import selectors as wallet_selectors
+from wallet import services as wallet_services
+from wallet.models import ConsumptionLine, PaymentMethod, RechargeLine
+
+_ITEM_KEY = re.compile(r"^items\[\d+\]\.(?P<field>\w+)$")
+
+
+class MemberSearchForm(forms.Form):
+    q = forms.CharField(label=_("Member number, name or mobile"), required=False, max_length=50)
+
+
+class OperationForm(forms.Form):
+    """A form that runs one wallet operation for one member at one of the operator's stores.
+
+    `token` is a uuid4 made when the form is first rendered and sent back in a hidden field; it is the
+    operation's idempotency key, so submitting the same page twice records the operation once."""
+
+    token = forms.UUIDField(widget=forms.HiddenInput)
+    store = forms.ModelChoiceField(label=_("Store"), queryset=Store.objects.none())
+
+    # Service error keys (the part after "items[n]." for line errors) → form field; None = non-field.
+    error_fields: dict[str, str | None] = {}
+
+    def __init__(self, *args, member: Owner, stores: QuerySet[Store], **kwargs):
+        initial = kwargs.setdefault("initial", {})
+        initial.setdefault("token", uuid.uuid4())
+        super().__init__(*args, **kwargs)
+        self.member = member
+        self.fields["store"].queryset = stores
+        if len(stores) == 1:
+            self.fields["store"].initial = stores[0].pk
+
+    @property
+    def idempotency_key(self) -> str:
+        return str(self.cleaned_data["token"])
+
+    def add_service_error(self, exc: ValidationError) -> None:
+        """Show a service's ValidationError on the form: known keys on their field, the rest as non-field errors."""
+        if not hasattr(exc, "error_dict"):
+            self.add_error(None, exc.messages)
+            return
+        for key, messages in exc.message_dict.items():
+            match = _ITEM_KEY.match(key)
+            name = match["field"] if match else key
+            name = self.error_fields.get(name, name)
+            self.add_error(name if name in self.fields else None, messages)
+
+
+class RechargeForm(OperationForm):
+    """One recharge line: a plan, a stored-value amount (with optional bonus), a coupon template × quantity
+    or an entitlement package × quantity."""
+
+    prefix = "recharge"
+
+    KINDS = [
+        (RechargeLine.Kind.PLAN.value, RechargeLine.Kind.PLAN.label),
+        (RechargeLine.Kind.STORED_VALUE.value, RechargeLine.Kind.STORED_VALUE.label),
+        (RechargeLine.Kind.COUPON.value, RechargeLine.Kind.COUPON.label),
+        (RechargeLine.Kind.PACKAGE.value, RechargeLine.Kind.PACKAGE.label),
+    ]
+    _NEEDS = {"plan": "plan", "stored_value": "amount", "coupon": "coupon_template", "package": "package"}
+
+    payment_method = forms.ChoiceField(label=_("Payment method"), choices=PaymentMethod.choices)
+    kind = forms.ChoiceField(label=_("Line"), choices=KINDS, initial="plan", widget=forms.RadioSelect)
+    plan = forms.ModelChoiceField(label=_("Recharge plan"), queryset=None, required=False)
+    amount = forms.CharField(label=_("Stored value (yuan)"), required=False, max_length=16)
+    bonus = forms.CharField(label=_("Bonus (yuan)"), required=False, max_length=16)
+    coupon_template = forms.ModelChoiceField(label=_("Coupon"), queryset=None, required=False)
+    package = forms.ModelChoiceField(label=_("Entitlement package"), queryset=None, required=False)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, initial=1)
+    note = forms.CharField(label=_("Note"), required=False, max_length=200)
+
+    error_fields = {"amount_fen": "amount", "bonus_fen": "bonus", "items": None}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        merchant = self.member.merchant
+        self.fields["plan"].queryset = wallet_selectors.recharge_plans_for(merchant)
+        self.fields["plan"].label_from_instance = lambda p: _("%(name)s (pay ¥%(pay)s, bonus ¥%(bonus)s)") % {
+            "name": p.name, "pay": format_fen(p.pay_fen), "bonus": format_fen(p.bonus_fen),
+        }  # fmt: skip
+        self.fields["coupon_template"].queryset = wallet_selectors.coupon_templates_for(merchant)
+        self.fields["coupon_template"].label_from_instance = lambda t: f"{t.name} (¥{format_fen(t.price_fen)})"
+        self.fields["package"].queryset = wallet_selectors.packages_for(merchant)
+        self.fields["package"].label_from_instance = lambda p: f"{p.name} (¥{format_fen(p.price_fen)})"
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if not kind:
+            return cleaned
+        needed = self._NEEDS[kind]
+        if not cleaned.get(needed) and needed not in self.errors:
+            self.add_error(needed, _("Required for this kind of line."))
+        if kind == "stored_value":
+            for name, allow_zero in (("amount", False), ("bonus", True)):
+                raw = cleaned.get(name) or ""
+                if not raw and name == "bonus":
+                    cleaned["bonus_fen"] = 0
+                    continue
+                if not raw:
+                    continue
+                try:
+                    cleaned[f"{name}_fen"] = parse_fen(raw, name, allow_zero=allow_zero)
+                except ValidationError as exc:
+                    self.add_error(name, exc.message_dict[name])
+        return cleaned
+
+    def item(self) -> wallet_services.RechargeItem:
+        cd = self.cleaned_data
+        kind = cd["kind"]
+        return wallet_services.RechargeItem(
+            kind=kind,
+            quantity=cd["quantity"],
+            amount_fen=cd.get("amount_fen", 0) if kind == "stored_value" else 0,
+            bonus_fen=cd.get("bonus_fen", 0) if kind == "stored_value" else 0,
+            plan=cd["plan"] if kind == "plan" else None,
+            coupon_template=cd["coupon_template"] if kind == "coupon" else None,
+            package=cd["package"] if kind == "package" else None,
+        )
+
+
+class ConsumptionForm(OperationForm):
+    """One service × quantity with its service record. The payable amount is the service's price for the
+    member × quantity; it is taken whole from the chosen source (a voucher may cover part of it)."""
+
+    prefix = "consume"
+
+    FUNDING = [
+        ("stored_value", _("Stored value")),
+        ("direct", _("Direct payment")),
+        ("grant", _("Coupon / entitlement uses")),
+        ("voucher", _("Voucher")),
+    ]
+
+    service = forms.ModelChoiceField(label=_("Service"), queryset=None)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, initial=1)
+    staff = forms.ModelChoiceField(label=_("Served by"), queryset=None)
+    funding = forms.ChoiceField(label=_("Paid with"), choices=FUNDING, initial="stored_value", widget=forms.RadioSelect)
+    payment_method = forms.ChoiceField(
+        label=_("Payment method"),
+        choices=[("", "---------"), *PaymentMethod.choices],
+        required=False,
+        help_text=_("For direct payment, and for the rest of a voucher-funded line (otherwise stored value)."),
+    )
+    grant = forms.ModelChoiceField(label=_("Coupon / entitlement"), queryset=None, required=False)
+    voucher = forms.ModelChoiceField(label=_("Voucher"), queryset=None, required=False)
+    voucher_amount = forms.CharField(
+        label=_("From the voucher (yuan)"),
+        required=False,
+        max_length=16,
+        help_text=_("Empty: the whole payable amount."),
+    )
+    notes = forms.CharField(label=_("Service notes"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    tags = forms.CharField(label=_("Tags"), required=False, max_length=200, help_text=_("Separated by commas."))
+
+    error_fields = {
+        "stored_value_fen": "funding",
+        "stored_value": "funding",
+        "direct_fen": "funding",
+        "voucher_fen": "voucher_amount",
+        "items": None,
+    }
+
+    def __init__(self, *args, benefits: wallet_selectors.MemberBenefits | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        member = self.member
+        benefits = benefits or wallet_selectors.member_benefits(member)
+        grant_left = {held.obj.pk: held.balance for held in benefits.grants}
+        voucher_left = {held.obj.pk: held.balance for held in benefits.vouchers}
+        self.fields["service"].queryset = wallet_selectors.services_for(member.merchant)
+        self.fields["service"].label_from_instance = lambda s: (
+            f"{s.name} (¥{format_fen(wallet_services.unit_price_for(member, s))}/{s.unit_label})"
+        )
+        self.fields["staff"].queryset = member_selectors.active_staff_for(member.merchant)
+        # Offer what the member holds (balances from the selector) and can still use now.
+        self.fields["grant"].queryset = wallet_selectors.usable_grants_of(member).filter(pk__in=list(grant_left))
+        self.fields["grant"].label_from_instance = lambda g: _("%(grant)s, %(left)s left") % {
+            "grant": g, "left": grant_left.get(g.pk, 0),
+        }  # fmt: skip
+        self.fields["voucher"].queryset = wallet_selectors.usable_vouchers_of(member).filter(pk__in=list(voucher_left))
+        self.fields["voucher"].label_from_instance = lambda v: _("%(name)s, ¥%(left)s left") % {
+            "name": v.template.name, "left": format_fen(voucher_left.get(v.pk, 0)),
+        }  # fmt: skip
+
+    def clean(self):
+        cleaned = super().clean()
+        funding = cleaned.get("funding")
+        if funding == "direct" and not cleaned.get("payment_method"):
+            self.add_error("payment_method", _("Say how the member paid."))
+        elif funding == "grant":
+            grant, service = cleaned.get("grant"), cleaned.get("service")
+            if grant is None:
+                self.add_error("grant", _("Choose the coupon or entitlement to use."))
+            elif (
+                service is not None
+                and not wallet_selectors.usable_grants(self.member, service).filter(pk=grant.pk).exists()
+            ):
+                self.add_error(
+                    "grant", _("%(grant)s cannot be used for %(service)s.") % {"grant": grant, "service": service}
+                )
+        elif funding == "voucher":
+            if cleaned.get("voucher") is None:
+                self.add_error("voucher", _("Choose the voucher to deduct from."))
+            raw = cleaned.get("voucher_amount") or ""
+            if raw:
+                try:
+                    cleaned["voucher_fen"] = parse_fen(raw, "voucher_amount")
+                except ValidationError as exc:
+                    self.add_error("voucher_amount", exc.message_dict["voucher_amount"])
+        return cleaned
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t for t in re.split(r"[,，、;；\n]+", self.cleaned_data.get("tags") or "") if t.strip()]
+
+    def item(self) -> wallet_services.ConsumptionItem:
+        cd = self.cleaned_data
+        service, quantity, funding = cd["service"], cd["quantity"], cd["funding"]
+        item = wallet_services.ConsumptionItem(service=service, quantity=quantity, staff=cd["staff"])
+        if funding == "grant":
+            item.grant = cd["grant"]
+            return item
+        payable = wallet_services.unit_price_for(self.member, service) * quantity
+        if funding == "stored_value":
+            item.stored_value_fen = payable
+        elif funding == "direct":
+            item.direct_fen, item.payment_method = payable, cd["payment_method"]
+        else:  # voucher, with any rest paid directly (when a method is given) or from stored value
+            item.voucher = cd["voucher"]
+            item.voucher_fen = cd.get("voucher_fen", payable)
+            rest = max(payable - item.voucher_fen, 0)
+            if rest and cd.get("payment_method"):
+                item.direct_fen, item.payment_method = rest, cd["payment_method"]
+            else:
+                item.stored_value_fen = rest
+        return item
+
+
+class RefundForm(OperationForm):
+    """Refund chosen consumption lines (权益退款). Operators execute it directly for now; an approval
+    workflow will stand in front of it later."""
+
+    prefix = "refund"
+
+    lines = forms.ModelMultipleChoiceField(
+        label=_("Lines to refund"), queryset=ConsumptionLine.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
+    reason = forms.CharField(label=_("Reason"), max_length=200)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["lines"].queryset = wallet_selectors.refundable_lines(self.member).order_by(
+            "-consumption__created_at", "consumption__number", "line_no"
+        )
+        self.fields["lines"].label_from_instance = lambda line: (
+            f"{line.consumption.number}/{line.line_no} {line.service.name} ×{line.quantity} "
+            f"¥{format_fen(line.payable_fen)}" + (f" ({line.uses} uses)" if line.uses else "")
+        )

@@ -2,20 +2,9 @@
 
 from django.contrib import admin
 
-from members.admin import MerchantScopedAdmin
+from members.admin import ReadOnlyScopedAdmin as ReadOnlyAdmin
 
 from .models import Account, Entry, Leg
-
-
-class ReadOnlyAdmin(MerchantScopedAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Account)

@@ -63,6 +63,20 @@ class MerchantScopedAdmin(admin.ModelAdmin):
         return exclude
 
 
+class ReadOnlyScopedAdmin(MerchantScopedAdmin):
+    """Records that change only through services (ledger, business records): listed and shown here,
+    never added, edited or deleted."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Merchant)
 class MerchantAdmin(MerchantScopedAdmin):
     merchant_path = "pk"
@@ -242,17 +256,8 @@ class StaffAdmin(MerchantScopedAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(MerchantScopedAdmin):
+class AuditEventAdmin(ReadOnlyScopedAdmin):
     list_display = ("at", "action", "actor", "actor_label", "content_type", "object_id", "merchant")
     list_filter = ("action", "content_type", "merchant")
     search_fields = ("object_id", "reason", "actor__username")
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -3,7 +3,7 @@ through the services)."""
 
 from django.contrib import admin
 
-from members.admin import MerchantScopedAdmin
+from members.admin import MerchantScopedAdmin, ReadOnlyScopedAdmin
 
 from .models import (
     CashRefund,
@@ -106,17 +106,7 @@ class RechargePlanAdmin(MerchantScopedAdmin):
     )
 
 
-class RecordAdmin(MerchantScopedAdmin):
-    """Business records: listed and shown, never edited or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+RecordAdmin = ReadOnlyScopedAdmin  # business records change only through the services
 
 
 class RechargeLineInline(admin.TabularInline):

@@ -250,34 +250,16 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = item.coupon_template
-            if template is None or not template.is_active:
-                raise _fail(f"{f}.coupon_template", "Choose an active coupon template.")
-            _check_same_merchant(template, member, f"{f}.coupon_template")
+            template = _priced_line(line, item, "coupon_template", "coupon template", member, f)
             _check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
-            line.coupon_template = template
-            line.unit_price_fen = template.price_fen
-            line.amount_fen = rules.apply_rate_bp(template.price_fen * quantity, item.discount_bp)
             shares = _allocate(line.amount_fen, [1] * quantity)
             grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = item.package
-            if package is None or not package.is_active:
-                raise _fail(f"{f}.package", "Choose an active entitlement package.")
-            _check_same_merchant(package, member, f"{f}.package")
-            line.package = package
-            line.unit_price_fen = package.price_fen
-            line.amount_fen = rules.apply_rate_bp(package.price_fen * quantity, item.discount_bp)
+            package = _priced_line(line, item, "package", "entitlement package", member, f)
             for share in _allocate(line.amount_fen, [1] * quantity):
                 grants.extend(_new_package_grants(member, package, share, number, now))
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = item.voucher_template
-            if template is None or not template.is_active:
-                raise _fail(f"{f}.voucher_template", "Choose an active voucher template.")
-            _check_same_merchant(template, member, f"{f}.voucher_template")
-            line.voucher_template = template
-            line.unit_price_fen = template.price_fen
-            line.amount_fen = rules.apply_rate_bp(template.price_fen * quantity, item.discount_bp)
+            template = _priced_line(line, item, "voucher_template", "voucher template", member, f)
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
                 raise _fail(f"{f}.voucher_template", "A voucher cannot be sold for more than its face value.")
@@ -289,13 +271,7 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = item.vip_type
-            if vip_type is None or not vip_type.is_active:
-                raise _fail(f"{f}.vip_type", "Choose an active VIP card type.")
-            _check_same_merchant(vip_type, member, f"{f}.vip_type")
-            line.vip_type = vip_type
-            line.unit_price_fen = vip_type.price_fen
-            line.amount_fen = rules.apply_rate_bp(vip_type.price_fen * quantity, item.discount_bp)
+            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
@@ -341,6 +317,19 @@ def recharge(
     for vip_type in vip_purchases:
         _extend_vip(member, vip_type, number, now)
     return record
+
+
+def _priced_line(line: RechargeLine, item: RechargeItem, attr: str, label: str, member: Owner, field: str):
+    """Validate the catalog item a recharge line sells (chosen, active, this merchant's), put it on
+    the line and price the line: quantity × price × discount, rounded half up."""
+    target = getattr(item, attr)
+    if target is None or not target.is_active:
+        raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
+    _check_same_merchant(target, member, f"{field}.{attr}")
+    setattr(line, attr, target)
+    line.unit_price_fen = target.price_fen
+    line.amount_fen = rules.apply_rate_bp(target.price_fen * line.quantity, item.discount_bp)
+    return target
 
 
 def _user(actor: AbstractBaseUser | None):

@@ -10,6 +10,7 @@ updated: their balance is the sum of their legs, so a hot cash account does not 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -348,50 +349,159 @@ def post_entry(
     prepared = _prepare(
         merchant, legs, operation_type, operation_ref, idempotency_key, actor, actor_label, store, memo, None, member
     )
-    with transaction.atomic():
-        return _write(prepared)
+    return _post(prepared)
+
+
+class _AlreadyPosted(Exception):
+    """The idempotency key is taken: roll back this attempt's balance changes, answer with the first."""
+
+
+def _post(p: _Prepared) -> Entry:
+    try:
+        with transaction.atomic():
+            return _write(p)
+    except _AlreadyPosted:
+        return _existing(p)
+
+
+# PostgreSQL statements: fixed text whatever the number of legs (arrays), so each is prepared once per
+# connection and afterwards only parameters travel.
+_PG_GUARDED_UPDATE = (
+    "UPDATE ledger_accountbalance SET balance = balance + %s WHERE account_id = %s AND balance + %s >= 0"
+    " RETURNING balance"
+)
+_PG_LOCK = (
+    "SELECT account_id, balance FROM ledger_accountbalance WHERE account_id = ANY(%s::bigint[])"
+    " ORDER BY account_id FOR UPDATE"
+)
+_PG_SET_BALANCES = (
+    "UPDATE ledger_accountbalance b SET balance = v.balance"
+    " FROM unnest(%s::bigint[], %s::bigint[]) AS v(account_id, balance) WHERE b.account_id = v.account_id"
+)
+_ENTRY_COLUMNS = (
+    "merchant_id, idempotency_key, operation_type, operation_ref, actor_id, actor_label, store_id, member_id,"
+    " memo, posted_at, reverses_id, fingerprint"
+)
+_INSERT_ENTRY = (
+    f"INSERT INTO ledger_entry ({_ENTRY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id"
+)
+# The entry and its legs in one round trip; no row comes back when the idempotency key is taken.
+_PG_INSERT_ENTRY_AND_LEGS = (
+    f"WITH e AS ({_INSERT_ENTRY})"
+    " INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)"
+    " SELECT e.id, v.account_id, v.unit, v.amount, v.balance_after FROM e,"
+    " unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY"
+    " AS v(account_id, unit, amount, balance_after, n) ORDER BY v.n RETURNING entry_id"
+)
+
+
+@functools.cache
+def _insert_legs_sql(legs: int) -> str:
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * legs)
+    return f"INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES {rows}"
+
+
+class _PreparedCursor:
+    """A server-side-binding psycopg cursor on Django's own connection (so inside the same transaction)
+    that prepares each statement: Django's default cursor binds on the client and never prepares,
+    which costs the database a parse and plan per statement."""
+
+    def __init__(self, raw_connection):
+        import psycopg
+
+        self._cursor = psycopg.Cursor(raw_connection)
+
+    def execute(self, sql: str, params) -> None:
+        self._cursor.execute(sql, params, prepare=True)
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cursor.close()
+
+
+def _cursor():
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        return _PreparedCursor(connection.connection)
+    return connection.cursor()
 
 
 def _write(p: _Prepared) -> Entry:
+    """Balances first (guarded, in account order), then the entry and its legs. A key already taken is
+    found at the entry insert; the caller rolls back and returns the first entry."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id,"
-            " actor_label, store_id, member_id, memo, posted_at, reverses_id, fingerprint)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id",
-            [p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
-             p.store_id, p.member_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id, p.fingerprint],
-        )  # fmt: skip
-        row = cursor.fetchone()
-        if row is None:
-            return _existing(p)
-        entry_id = row[0]
-
-        # Normal-side change per bounded account.
-        changes: dict[int, int] = {}
-        accounts: dict[int, Account] = {}
-        for account, amount in p.legs:
-            accounts[account.pk] = account
-            if not account.allow_negative:
-                changes[account.pk] = changes.get(account.pk, 0) + amount * account.normal_sign
-        new_balances = _apply_bounded_changes(cursor, changes, accounts) if changes else {}
-
+    postgres = connection.vendor == "postgresql"
+    changes: dict[int, int] = {}  # normal-side change per bounded account
+    accounts: dict[int, Account] = {}
+    for account, amount in p.legs:
+        accounts[account.pk] = account
+        if not account.allow_negative:
+            changes[account.pk] = changes.get(account.pk, 0) + amount * account.normal_sign
+    entry_params = [
+        p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
+        p.store_id, p.member_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id,
+        p.fingerprint,
+    ]  # fmt: skip
+    with _cursor() as cursor:
+        try:
+            new_balances = _apply_bounded_changes(cursor, changes, accounts, postgres) if changes else {}
+        except InsufficientBalance:
+            # A retry of an entry that already spent the money: answer with that entry.
+            if Entry.objects.filter(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key).exists():
+                raise _AlreadyPosted() from None
+            raise
         # balance_after per leg: walk each bounded account from its balance before this entry.
         running = {acc_id: new_balances[acc_id] - change for acc_id, change in changes.items()}
-        rows = []
+        afters = []
         for account, amount in p.legs:
-            after = None
             if account.pk in running:
                 running[account.pk] += amount * account.normal_sign
-                after = running[account.pk]
-            rows.append((entry_id, account.pk, account.unit, amount, after))
-        for chunk in _chunks(rows, 500):
+                afters.append(running[account.pk])
+            else:
+                afters.append(None)
+        if postgres and len(p.legs) <= 8:
+            # The usual small entry: the same two plain statements a hand-written ledger would send.
+            cursor.execute(_INSERT_ENTRY, entry_params)
+            row = cursor.fetchone()
+            if row is None:
+                raise _AlreadyPosted()
+            entry_id = row[0]
             cursor.execute(
-                "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES "
-                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk)),
-                [value for leg in chunk for value in leg],
+                _insert_legs_sql(len(p.legs)),
+                [
+                    v
+                    for (a, amt), after in zip(p.legs, afters, strict=True)
+                    for v in (entry_id, a.pk, a.unit, amt, after)
+                ],
             )
+        elif postgres:
+            cursor.execute(
+                _PG_INSERT_ENTRY_AND_LEGS,
+                entry_params
+                + [[a.pk for a, _ in p.legs], [a.unit for a, _ in p.legs], [amt for _, amt in p.legs], afters],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise _AlreadyPosted()
+            entry_id = row[0]
+        else:
+            cursor.execute(_INSERT_ENTRY, entry_params)
+            row = cursor.fetchone()
+            if row is None:
+                raise _AlreadyPosted()
+            entry_id = row[0]
+            rows = [(entry_id, a.pk, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
+            for chunk in _chunks(rows, 500):
+                cursor.execute(_insert_legs_sql(len(chunk)), [value for leg in chunk for value in leg])
     entry = Entry(
         id=entry_id, merchant_id=p.merchant_id, idempotency_key=p.idempotency_key, operation_type=p.operation_type,
         operation_ref=p.operation_ref, actor_id=p.actor_id, actor_label=p.actor_label, store_id=p.store_id,
@@ -402,7 +512,9 @@ def _write(p: _Prepared) -> Entry:
     return entry
 
 
-def _apply_bounded_changes(cursor, changes: dict[int, int], accounts: dict[int, Account]) -> dict[int, int]:
+def _apply_bounded_changes(
+    cursor, changes: dict[int, int], accounts: dict[int, Account], postgres: bool
+) -> dict[int, int]:
     """Lock and update the cached balances in ascending account id (one stable order: no deadlocks);
     refuse any that would go below zero. Returns account id → new balance."""
     ordered = sorted(changes)
@@ -411,27 +523,25 @@ def _apply_bounded_changes(cursor, changes: dict[int, int], accounts: dict[int, 
         # One guarded UPDATE per account: the row lock, the check and the write in one round trip.
         for acc_id in ordered:
             change = changes[acc_id]
-            cursor.execute(
-                "UPDATE ledger_accountbalance SET balance = balance + %s"
-                " WHERE account_id = %s AND balance + %s >= 0 RETURNING balance",
-                [change, acc_id, change],
-            )
+            cursor.execute(_PG_GUARDED_UPDATE, [change, acc_id, change])
             row = cursor.fetchone()
             if row is None:
                 _raise_for_missing_or_insufficient(cursor, accounts[acc_id], change)
             result[acc_id] = row[0]
         return result
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     current: dict[int, int] = {}
-    for chunk in _chunks(ordered, 1000):
-        cursor.execute(
-            "SELECT account_id, balance FROM ledger_accountbalance WHERE account_id IN ("
-            + ", ".join(["%s"] * len(chunk))
-            + ") ORDER BY account_id"
-            + lock,
-            chunk,
-        )
+    if postgres:
+        cursor.execute(_PG_LOCK, [ordered])
         current.update(cursor.fetchall())
+    else:  # SQLite: the IMMEDIATE transaction already holds the write lock
+        for chunk in _chunks(ordered, 1000):
+            cursor.execute(
+                "SELECT account_id, balance FROM ledger_accountbalance WHERE account_id IN ("
+                + ", ".join(["%s"] * len(chunk))
+                + ")",
+                chunk,
+            )
+            current.update(cursor.fetchall())
     for acc_id in ordered:
         if acc_id not in current:
             raise LedgerError("account", f"Account {accounts[acc_id]} has no balance row.")
@@ -439,14 +549,12 @@ def _apply_bounded_changes(cursor, changes: dict[int, int], accounts: dict[int, 
         if new < 0:
             raise InsufficientBalance(accounts[acc_id], current[acc_id], changes[acc_id])
         result[acc_id] = new
-    for chunk in _chunks(ordered, 500):
-        cursor.execute(
-            "UPDATE ledger_accountbalance SET balance = CASE account_id "
-            + " ".join(["WHEN %s THEN %s"] * len(chunk))
-            + " END WHERE account_id IN ("
-            + ", ".join(["%s"] * len(chunk))
-            + ")",
-            [v for acc_id in chunk for v in (acc_id, result[acc_id])] + list(chunk),
+    if postgres:
+        cursor.execute(_PG_SET_BALANCES, [ordered, [result[acc_id] for acc_id in ordered]])
+    else:
+        cursor.executemany(
+            "UPDATE ledger_accountbalance SET balance = %s WHERE account_id = %s",
+            [(result[acc_id], acc_id) for acc_id in ordered],
         )
     return result
 
@@ -531,7 +639,7 @@ def reverse_entry(
             original.pk,
             original.member,
         )
-        return _write(prepared)
+        return _post(prepared)
 
 
 def reversible_remaining(entry: Entry) -> dict[int, int]:

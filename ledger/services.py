@@ -412,8 +412,8 @@ class _PreparedCursor:
 
         self._cursor = psycopg.Cursor(raw_connection)
 
-    def execute(self, sql: str, params) -> None:
-        self._cursor.execute(sql, params, prepare=True)
+    def execute(self, sql: str, params, prepare: bool = True) -> None:
+        self._cursor.execute(sql, params, prepare=prepare)
 
     def fetchone(self):
         return self._cursor.fetchone()
@@ -431,7 +431,13 @@ class _PreparedCursor:
 def _cursor():
     if connection.vendor == "postgresql":
         connection.ensure_connection()
-        return _PreparedCursor(connection.connection)
+        raw = connection.connection
+        if raw.prepare_threshold is None:
+            # Django turns preparation off for the whole connection (its own cursors bind client-side and
+            # never prepare, so enabling it here changes nothing for them); without this, prepare=True
+            # is silently ignored.
+            raw.prepare_threshold = 5
+        return _PreparedCursor(raw)
     return connection.cursor()
 
 
@@ -488,6 +494,7 @@ def _write(p: _Prepared) -> Entry:
                 _PG_INSERT_ENTRY_AND_LEGS,
                 entry_params
                 + [[a.pk for a, _ in p.legs], [a.unit for a, _ in p.legs], [amt for _, amt in p.legs], afters],
+                prepare=len(p.legs) <= 64,
             )
             row = cursor.fetchone()
             if row is None:
@@ -531,7 +538,7 @@ def _apply_bounded_changes(
         return result
     current: dict[int, int] = {}
     if postgres:
-        cursor.execute(_PG_LOCK, [ordered])
+        cursor.execute(_PG_LOCK, [ordered], prepare=False)  # big arrays: plan for the actual size
         current.update(cursor.fetchall())
     else:  # SQLite: the IMMEDIATE transaction already holds the write lock
         for chunk in _chunks(ordered, 1000):
@@ -550,7 +557,7 @@ def _apply_bounded_changes(
             raise InsufficientBalance(accounts[acc_id], current[acc_id], changes[acc_id])
         result[acc_id] = new
     if postgres:
-        cursor.execute(_PG_SET_BALANCES, [ordered, [result[acc_id] for acc_id in ordered]])
+        cursor.execute(_PG_SET_BALANCES, [ordered, [result[acc_id] for acc_id in ordered]], prepare=False)
     else:
         cursor.executemany(
             "UPDATE ledger_accountbalance SET balance = %s WHERE account_id = %s",

@@ -567,3 +567,19 @@ def test_request_key_of_another_member_is_refused():
     with pytest.raises(ValidationError) as exc:
         load_plan(shop, member=other, idempotency_key="tok-1")
     assert "idempotency_key" in exc.value.message_dict
+
+
+def test_activity_points_are_awarded_once_per_occasion():
+    from wallet.models import ActivityPointsRule
+
+    shop = make_shop()
+    rule = ActivityPointsRule.objects.create(merchant=shop.merchant, code="signup", name="活动报名", points=50)
+    first = services.award_activity_points(member=shop.member, rule=rule, occasion="activity-7", actor=None)
+    again = services.award_activity_points(member=shop.member, rule=rule, occasion="activity-7", actor=None)
+    services.award_activity_points(member=shop.member, rule=rule, occasion="activity-8", actor=None)
+    assert first.pk == again.pk
+    assert selectors.member_totals(shop.member).points_balance == 100
+    other_rule = ActivityPointsRule.objects.create(merchant=make_shop().merchant, code="x", name="x", points=1)
+    with pytest.raises(ValidationError) as exc:
+        services.award_activity_points(member=shop.member, rule=other_rule, occasion="a", actor=None)
+    assert "rule" in exc.value.message_dict

@@ -6,6 +6,7 @@ from django.contrib import admin
 from members.admin import MerchantScopedAdmin, ReadOnlyScopedAdmin
 
 from .models import (
+    ActivityPointsRule,
     CashRefund,
     CommissionRule,
     Consumption,
@@ -33,6 +34,11 @@ from .models import (
 @admin.register(WalletSettings)
 class WalletSettingsAdmin(MerchantScopedAdmin):
     list_display = ("merchant", "spending_policy", "points_per_yuan", "points_on_bonus_spend", "points_valid_years")
+
+
+@admin.register(ActivityPointsRule)
+class ActivityPointsRuleAdmin(MerchantScopedAdmin):
+    list_display = ("code", "name", "points", "is_active", "merchant")
 
 
 @admin.register(ServiceCategory)

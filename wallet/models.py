@@ -49,6 +49,22 @@ class WalletSettings(models.Model):
         return f"wallet settings of {self.merchant}"
 
 
+class ActivityPointsRule(models.Model):
+    """Points awarded for an activity (sign-up, review, birthday…), besides points per yuan spent."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="activity_points_rules")
+    code = models.SlugField(max_length=32)
+    name = models.CharField(max_length=100)
+    points = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant", "code"], name="activity_points_rule_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (+{self.points})"
+
+
 # ---------------------------------------------------------------- catalog
 
 

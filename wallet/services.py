@@ -25,6 +25,7 @@ from members.models import Level, Merchant, Owner, Staff, Store
 
 from . import rules
 from .models import (
+    ActivityPointsRule,
     CashRefund,
     CommissionKind,
     Consumption,
@@ -420,9 +421,7 @@ def _points_legs(member: Owner, settings: WalletSettings, now, eligible_fen: int
     points = rules.points_for(eligible_fen, settings.points_per_yuan, multiplier)
     if points <= 0:
         return []
-    detail = points_lot_detail(timezone.localdate(now), settings.points_valid_years)
-    lot = _acct(member.merchant, "points", POINT, member=member, detail=detail)
-    return [ledger.increase(lot, points), ledger.increase(_acct(member.merchant, "issuance", POINT), points)]
+    return _points_for_count(member, settings, now, points)
 
 
 def _extend_vip(member: Owner, vip_type: VipCardType, source: str, now) -> VipMembership:
@@ -540,6 +539,33 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
         member=member, memo=reason[:200],
     )  # fmt: skip
     return voucher
+
+
+@transaction.atomic
+def award_activity_points(
+    *, member: Owner, rule: ActivityPointsRule, occasion: str, actor: AbstractBaseUser | None
+) -> Entry:
+    """Award a rule's points for one occasion (e.g. the activity's id). The same member, rule and
+    occasion earn once: a repeat returns the first award."""
+    _check_member(member, None)
+    _check_same_merchant(rule, member, "rule")
+    if not rule.is_active:
+        raise _fail("rule", f"{rule} is not active.")
+    if not occasion.strip():
+        raise _fail("occasion", "Say which occasion earns the points.")
+    merchant = member.merchant
+    ref = f"{rule.code}:{occasion}"[:64]
+    return ledger.post_entry(
+        merchant=merchant, legs=_points_for_count(member, wallet_settings(merchant), timezone.now(), rule.points),
+        operation_type="points_award", operation_ref=ref, idempotency_key=f"points_award:{member.pk}:{ref}",
+        actor=actor, member=member, memo=rule.name,
+    )  # fmt: skip
+
+
+def _points_for_count(member: Owner, settings: WalletSettings, now, points: int) -> list:
+    detail = points_lot_detail(timezone.localdate(now), settings.points_valid_years)
+    lot = _acct(member.merchant, "points", POINT, member=member, detail=detail)
+    return [ledger.increase(lot, points), ledger.increase(_acct(member.merchant, "issuance", POINT), points)]
 
 
 # ---------------------------------------------------------------- service record (服务记录, fw…)

@@ -62,3 +62,16 @@ def test_parallel_recharges_and_spends_on_one_card_end_at_the_right_balance():
     assert benefits.principal_fen + benefits.bonus_fen == 6 * 120_000 - 25 * 700
     assert selectors.member_totals(shop.member).consumed_total_fen == 25 * 700
     assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+def test_the_same_request_racing_from_eight_threads_records_one_recharge():
+    shop = make_shop()
+    numbers = []
+
+    def submit(i: int) -> None:
+        numbers.append(load_plan(shop, idempotency_key="double-click-1").number)
+
+    assert run_threads(8, submit) == []
+    assert len(numbers) == 8 and len(set(numbers)) == 1
+    benefits = selectors.member_benefits(shop.member)
+    assert (benefits.principal_fen, benefits.bonus_fen) == (100_000, 20_000)

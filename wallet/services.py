@@ -7,12 +7,13 @@ Postings per operation are tabled in docs/wallet.md.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -109,6 +110,29 @@ def _existing(model, merchant: Merchant, idempotency_key: str | None, member: Ow
     return found
 
 
+def _first_on_race(model):
+    """For an operation taking an idempotency key: when two identical requests race, the second one
+    waits on the first's row and then fails its unique key; answer it with the first operation
+    instead of an error. Put above @transaction.atomic so the failed attempt is rolled back first."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except IntegrityError:
+                key = kwargs.get("idempotency_key")
+                member = kwargs.get("member") or getattr(kwargs.get("grant"), "member", None)
+                existing = _existing(model, member.merchant, key, member) if key and member else None
+                if existing is None:
+                    raise
+                return existing
+
+        return wrapper
+
+    return decorate
+
+
 def _acct(merchant: Merchant, purpose: str, unit: str = CNY, *, member=None, staff=None, detail: str = "") -> Account:
     return ledger.get_or_create_account(merchant, purpose, unit, member=member, staff=staff, detail=detail)
 
@@ -178,6 +202,7 @@ class _Postings:
             self.legs.append(leg)
 
 
+@_first_on_race(Recharge)
 @transaction.atomic
 def recharge(
     *,
@@ -571,6 +596,7 @@ def _points_for_count(member: Owner, settings: WalletSettings, now, points: int)
 # ---------------------------------------------------------------- service record (服务记录, fw…)
 
 
+@_first_on_race(ServiceRecord)
 @transaction.atomic
 def record_service(
     *,
@@ -624,6 +650,7 @@ def unit_price_for(member: Owner, service: Service) -> int:
     return rules.apply_rate_bp(service.member_price_fen, rate)
 
 
+@_first_on_race(Consumption)
 @transaction.atomic
 def consume(
     *,
@@ -810,6 +837,7 @@ def consume(
     return consumption
 
 
+@_first_on_race(Consumption)
 @transaction.atomic
 def consume_with_service_record(
     *,
@@ -883,6 +911,7 @@ def _upgrade_level(member: Owner, actor) -> None:
 # ---------------------------------------------------------------- entitlement refund (权益退款, tqy…)
 
 
+@_first_on_race(EntitlementRefund)
 @transaction.atomic
 def refund_consumption_lines(
     *,
@@ -983,6 +1012,7 @@ def _points_lot_expired(account: Account, now) -> bool:
 # ---------------------------------------------------------------- cash refund (现金退款, txj…)
 
 
+@_first_on_race(CashRefund)
 @transaction.atomic
 def cash_refund_stored_value(
     *,
@@ -1067,6 +1097,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     return legs
 
 
+@_first_on_race(CashRefund)
 @transaction.atomic
 def cash_refund_grant(
     *,

@@ -154,28 +154,7 @@ def _ledger_worker(cfg: dict, idx: int, ready_q, start_event, start_at, deadline
                 actor=None,
             )
 
-        for i in range(WARMUP_ENTRIES):
-            post(-1 - i)
-        ready_q.put(idx)
-        _, deadline = _wait_for_start(start_event, start_at, deadline_at)
-        cpu0 = time.process_time()
-        latencies = result["latencies"]
-        i = 0
-        now = time.monotonic()
-        while now < deadline:
-            t0 = time.perf_counter()
-            try:
-                post(i)
-            except Exception as exc:
-                result["errors"] += 1
-                if len(result["error_samples"]) < ERROR_SAMPLES:
-                    result["error_samples"].append(f"{type(exc).__name__}: {exc}")
-            else:
-                latencies.append(time.perf_counter() - t0)
-            i += 1
-            now = time.monotonic()
-        result["end"] = now
-        result["cpu_s"] = time.process_time() - cpu0
+        _timed_loop(post, result, idx, ready_q, start_event, start_at, deadline_at)
     except Exception:
         result["fatal"] = traceback.format_exc()
         ready_q.put(idx)
@@ -245,32 +224,38 @@ def _raw_worker(cfg: dict, idx: int, ready_q, start_event, start_at, deadline_at
                 conn.rollback()
                 raise
 
-        for i in range(WARMUP_ENTRIES):
-            post(-1 - i)
-        ready_q.put(idx)
-        _, deadline = _wait_for_start(start_event, start_at, deadline_at)
-        cpu0 = time.process_time()
-        latencies = result["latencies"]
-        i = 0
-        now = time.monotonic()
-        while now < deadline:
-            t0 = time.perf_counter()
-            try:
-                post(i)
-            except Exception as exc:
-                result["errors"] += 1
-                if len(result["error_samples"]) < ERROR_SAMPLES:
-                    result["error_samples"].append(f"{type(exc).__name__}: {exc}")
-            else:
-                latencies.append(time.perf_counter() - t0)
-            i += 1
-            now = time.monotonic()
-        result["end"] = now
-        result["cpu_s"] = time.process_time() - cpu0
+        _timed_loop(post, result, idx, ready_q, start_event, start_at, deadline_at)
     except Exception:
         result["fatal"] = traceback.format_exc()
         ready_q.put(idx)
     _finish(result, result_q, done_event, close)
+
+
+def _timed_loop(post, result: dict, idx: int, ready_q, start_event, start_at, deadline_at) -> None:
+    """Warm up, signal ready, wait for the common start, then post until the deadline, recording each
+    entry's latency (or its error) and the worker's CPU time."""
+    for i in range(WARMUP_ENTRIES):
+        post(-1 - i)
+    ready_q.put(idx)
+    _, deadline = _wait_for_start(start_event, start_at, deadline_at)
+    cpu0 = time.process_time()
+    latencies = result["latencies"]
+    i = 0
+    now = time.monotonic()
+    while now < deadline:
+        t0 = time.perf_counter()
+        try:
+            post(i)
+        except Exception as exc:
+            result["errors"] += 1
+            if len(result["error_samples"]) < ERROR_SAMPLES:
+                result["error_samples"].append(f"{type(exc).__name__}: {exc}")
+        else:
+            latencies.append(time.perf_counter() - t0)
+        i += 1
+        now = time.monotonic()
+    result["end"] = now
+    result["cpu_s"] = time.process_time() - cpu0
 
 
 def _finish(result: dict, result_q, done_event, close) -> None:

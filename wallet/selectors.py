@@ -24,6 +24,7 @@ from .models import (
     RechargePlan,
     Service,
     ServiceRecord,
+    StoredValueCard,
     VipMembership,
     Voucher,
 )
@@ -103,8 +104,9 @@ class MemberBenefits:
 def member_benefits(member: Owner) -> MemberBenefits:
     """What the member holds now, with balances from the ledger (one query for all accounts)."""
     result = MemberBenefits()
-    card = getattr(member, "stored_value_card", None) if hasattr(member, "stored_value_card") else None
-    result.stored_value_open = card is not None and card.status == "active"
+    result.stored_value_open = StoredValueCard.objects.filter(
+        member=member, status=StoredValueCard.Status.ACTIVE
+    ).exists()
     vouchers = {v.account_detail: v for v in Voucher.objects.filter(member=member).select_related("template")}
     grants = {
         g.account_detail: g for g in Grant.objects.filter(member=member).select_related("coupon_template", "service")

@@ -25,6 +25,7 @@ from members import services as member_services
 from members.models import Level, Merchant, Owner, Staff, Store
 
 from . import rules
+from . import selectors as wallet_selectors
 from .models import (
     ActivityPointsRule,
     CashRefund,
@@ -890,9 +891,7 @@ def _commission(service: Service, staff: Staff, payable: int, quantity: int) -> 
 
 def _upgrade_level(member: Owner, actor) -> None:
     """Move the member up to the best level whose spend or points threshold they have reached."""
-    from .selectors import member_totals  # selectors read the ledger; imported here to keep module load light
-
-    totals = member_totals(member)
+    totals = wallet_selectors.member_totals(member)
     current_rank = member.level.rank if member.level_id else -1
     reached = (
         Level.objects.filter(merchant_id=member.merchant_id, rank__gt=current_rank)
@@ -1172,7 +1171,9 @@ def expire_due_benefits(now: datetime.datetime | None = None) -> ExpiryResult:
     for grant_id in Grant.objects.filter(status=Grant.Status.ACTIVE, valid_until__lt=now).values_list("pk", flat=True):
         result.grants += _expire_grant(grant_id, now)
     today = timezone.localdate(now)
-    lots = Account.objects.filter(purpose="points", unit=POINT, detail__startswith="exp", cached__balance__gt=0)
+    lots = Account.objects.filter(
+        purpose="points", unit=POINT, detail__startswith="exp", cached__balance__gt=0
+    ).select_related("merchant", "member")
     for account in lots:
         if int(account.detail[3:]) < today.year:
             result.points_lots += _expire_points_lot(account)

@@ -45,7 +45,9 @@ class ImmutableModel(models.Model):
         raise ImmutableRowError(f"{type(self).__name__} rows are never deleted.")
 
 
-class Account(models.Model):
+class Account(ImmutableModel):
+    """Created once by ledger.services and never changed or deleted: legs rely on its merchant and unit."""
+
     class Kind(models.TextChoices):
         ASSET = "asset", _("Asset")
         LIABILITY = "liability", _("Liability")
@@ -150,8 +152,15 @@ class Entry(ImmutableModel):
 
 
 class Leg(ImmutableModel):
-    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="legs")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="legs")
+    # No database foreign keys here: PostgreSQL would run two referential checks per leg at commit
+    # (20,000 for a 10,000-member issuance). The deferred per-entry trigger (migration 0004) checks
+    # once per entry that the entry and every leg's account exist, share the merchant and the unit;
+    # entries and accounts can never be deleted. ledger_reconcile checks the same.
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="legs", db_constraint=False)
+    # Indexed by ledger_leg_account_idx, whose first column it is.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="legs", db_constraint=False, db_index=False
+    )
     unit = models.CharField(max_length=40)
     amount = models.BigIntegerField(help_text="Debit positive, credit negative; never zero.")
     # Normal-side balance of a bounded account right after this leg (null for merchant-side accounts).

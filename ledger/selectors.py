@@ -223,7 +223,8 @@ class ReconciliationReport:
 
 def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
     """Recompute every cached balance from legs, check every entry sums to zero per unit, every leg's
-    unit is its account's, no bounded account is negative and every bounded account has its row."""
+    entry and account exist, share the merchant and the unit, no bounded account is negative and every
+    bounded account has its row."""
     report = ReconciliationReport()
     where_m = "WHERE a.merchant_id = %s" if merchant else ""
     params = [merchant.pk] if merchant else []
@@ -265,14 +266,34 @@ def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
         )  # fmt: skip
         for (entry_id,) in cursor.fetchall():
             report.problems.append(f"entry {entry_id}: fewer than two legs")
+        # Legs carry no database foreign keys (see Leg): check what they would have, and more.
         cursor.execute(
-            "SELECT l.id, l.unit, a.unit FROM ledger_leg l JOIN ledger_account a ON a.id = l.account_id "
-            + ("WHERE a.merchant_id = %s AND " if merchant else "WHERE ")
-            + "l.unit <> a.unit",
-            params,
+            "SELECT l.id, l.entry_id, l.account_id, l.unit, a.id, a.unit, a.merchant_id, e.id, e.merchant_id"
+            " FROM ledger_leg l LEFT JOIN ledger_account a ON a.id = l.account_id"
+            " LEFT JOIN ledger_entry e ON e.id = l.entry_id WHERE "
+            + ("(e.merchant_id = %s OR a.merchant_id = %s) AND " if merchant else "")
+            + "(a.id IS NULL OR e.id IS NULL OR l.unit <> a.unit OR a.merchant_id <> e.merchant_id)",
+            params * 2,
         )
-        for leg_id, leg_unit, acc_unit in cursor.fetchall():
-            report.problems.append(f"leg {leg_id}: unit {leg_unit} differs from its account's {acc_unit}")
+        for (
+            leg_id,
+            entry_id,
+            acc_id,
+            unit,
+            found_acc,
+            acc_unit,
+            acc_merchant,
+            found_entry,
+            entry_merchant,
+        ) in cursor.fetchall():
+            if found_entry is None:
+                report.problems.append(f"leg {leg_id}: entry {entry_id} does not exist")
+            if found_acc is None:
+                report.problems.append(f"leg {leg_id}: account {acc_id} does not exist")
+            elif found_entry is not None and acc_merchant != entry_merchant:
+                report.problems.append(f"leg {leg_id}: account {acc_id} belongs to another merchant than its entry")
+            if found_acc is not None and unit != acc_unit:
+                report.problems.append(f"leg {leg_id}: unit {unit} differs from its account's {acc_unit}")
     return report
 
 

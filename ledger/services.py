@@ -280,7 +280,7 @@ def _prepare(
     sums: dict[str, int] = defaultdict(int)
     for i, leg in enumerate(legs):
         account, amount, unit = (leg.account, leg.amount, leg.unit) if isinstance(leg, LegSpec) else (*leg, None)
-        if not isinstance(account, Account) or account.pk is None:
+        if not isinstance(account, Account) or account.id is None:
             raise InvalidLeg(f"legs[{i}].account", "Each leg needs a saved ledger account.")
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise InvalidLeg(f"legs[{i}].amount", f"Amounts are whole integers (fen or units), got {amount!r}.")
@@ -307,7 +307,7 @@ def _prepare(
         "s": store.pk if store else None,
         "m": member.pk if member else None,
         "v": reverses_id,
-        "l": sorted((a.pk, amt) for a, amt in prepared),
+        "l": sorted((a.id, amt) for a, amt in prepared),
     }
     fingerprint = hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
     return _Prepared(
@@ -365,7 +365,8 @@ def _post(p: _Prepared) -> Entry:
 
 
 # PostgreSQL statements: fixed text whatever the number of legs (arrays), so each is prepared once per
-# connection and afterwards only parameters travel.
+# connection and afterwards only parameters travel. Arrays travel as array literals built by
+# _int_array/_text_array (see there).
 _PG_GUARDED_UPDATE = (
     "UPDATE ledger_accountbalance SET balance = balance + %s WHERE account_id = %s AND balance + %s >= 0"
     " RETURNING balance"
@@ -394,6 +395,19 @@ _PG_INSERT_ENTRY_AND_LEGS = (
     " unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY"
     " AS v(account_id, unit, amount, balance_after, n) ORDER BY v.n RETURNING entry_id"
 )
+
+
+def _int_array(values: Sequence[int | None]) -> str:
+    """A PostgreSQL array literal, sent as one text parameter and cast in the statement. psycopg's list
+    dumpers handle every element in Python (15-20 ms per 10,000, a quarter of a bulk entry's time);
+    joining is about 1 ms. Values are ints the ledger computed, never text."""
+    return "{" + ",".join(["NULL" if v is None else str(int(v)) for v in values]) + "}"
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """As _int_array, for text: each distinct value is quoted once (backslash and double quote escaped)."""
+    quoted = {v: '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in set(values)}
+    return "{" + ",".join([quoted[v] for v in values]) + "}"
 
 
 @functools.cache
@@ -449,9 +463,9 @@ def _write(p: _Prepared) -> Entry:
     changes: dict[int, int] = {}  # normal-side change per bounded account
     accounts: dict[int, Account] = {}
     for account, amount in p.legs:
-        accounts[account.pk] = account
+        accounts[account.id] = account
         if not account.allow_negative:
-            changes[account.pk] = changes.get(account.pk, 0) + amount * account.normal_sign
+            changes[account.id] = changes.get(account.id, 0) + amount * account.normal_sign
     entry_params = [
         p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
         p.store_id, p.member_id, p.memo, connection.ops.adapt_datetimefield_value(now), p.reverses_id,
@@ -469,9 +483,9 @@ def _write(p: _Prepared) -> Entry:
         running = {acc_id: new_balances[acc_id] - change for acc_id, change in changes.items()}
         afters = []
         for account, amount in p.legs:
-            if account.pk in running:
-                running[account.pk] += amount * account.normal_sign
-                afters.append(running[account.pk])
+            if account.id in running:
+                running[account.id] += amount * account.normal_sign
+                afters.append(running[account.id])
             else:
                 afters.append(None)
         if postgres and len(p.legs) <= 8:
@@ -486,14 +500,19 @@ def _write(p: _Prepared) -> Entry:
                 [
                     v
                     for (a, amt), after in zip(p.legs, afters, strict=True)
-                    for v in (entry_id, a.pk, a.unit, amt, after)
+                    for v in (entry_id, a.id, a.unit, amt, after)
                 ],
             )
         elif postgres:
             cursor.execute(
                 _PG_INSERT_ENTRY_AND_LEGS,
                 entry_params
-                + [[a.pk for a, _ in p.legs], [a.unit for a, _ in p.legs], [amt for _, amt in p.legs], afters],
+                + [
+                    _int_array([a.id for a, _ in p.legs]),
+                    _text_array([a.unit for a, _ in p.legs]),
+                    _int_array([amt for _, amt in p.legs]),
+                    _int_array(afters),
+                ],
                 prepare=len(p.legs) <= 64,
             )
             row = cursor.fetchone()
@@ -506,7 +525,7 @@ def _write(p: _Prepared) -> Entry:
             if row is None:
                 raise _AlreadyPosted()
             entry_id = row[0]
-            rows = [(entry_id, a.pk, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
+            rows = [(entry_id, a.id, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
             for chunk in _chunks(rows, 500):
                 cursor.execute(_insert_legs_sql(len(chunk)), [value for leg in chunk for value in leg])
     entry = Entry(
@@ -538,7 +557,7 @@ def _apply_bounded_changes(
         return result
     current: dict[int, int] = {}
     if postgres:
-        cursor.execute(_PG_LOCK, [ordered], prepare=False)  # big arrays: plan for the actual size
+        cursor.execute(_PG_LOCK, [_int_array(ordered)], prepare=False)  # big arrays: plan for the actual size
         current.update(cursor.fetchall())
     else:  # SQLite: the IMMEDIATE transaction already holds the write lock
         for chunk in _chunks(ordered, 1000):
@@ -557,7 +576,7 @@ def _apply_bounded_changes(
             raise InsufficientBalance(accounts[acc_id], current[acc_id], changes[acc_id])
         result[acc_id] = new
     if postgres:
-        cursor.execute(_PG_SET_BALANCES, [ordered, [result[acc_id] for acc_id in ordered]], prepare=False)
+        cursor.execute(_PG_SET_BALANCES, [_int_array(ordered), _int_array([result[i] for i in ordered])], prepare=False)
     else:
         cursor.executemany(
             "UPDATE ledger_accountbalance SET balance = %s WHERE account_id = %s",

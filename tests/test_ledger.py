@@ -287,6 +287,14 @@ def test_orm_refuses_update_and_delete(merchant, member):
     leg.amount = 1
     with pytest.raises(ImmutableRowError):
         leg.save()
+    account = Account.objects.get(pk=principal_account(member).pk)
+    account.unit = "POINT"
+    with pytest.raises(ImmutableRowError):
+        account.save()
+    with pytest.raises(ImmutableRowError):
+        account.delete()
+    with pytest.raises(ImmutableRowError):
+        Account.objects.filter(pk=account.pk).update(unit="POINT")
 
 
 # ---------------------------------------------------------------- reversal
@@ -417,6 +425,21 @@ def test_reconcile_clean_then_detects_a_corrupted_cached_balance(merchant, membe
     assert exc.value.code == 1
     out = capsys.readouterr().out
     assert f"account {principal.pk}: cached balance 999 but legs give 750" in out
+
+
+def test_reconcile_detects_legs_with_a_missing_or_foreign_account(merchant, member):
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL refuses such legs at commit (test_ledger_postgres); SQLite relies on reconcile")
+    entry = fund(principal_account(member), 100)
+    other = principal_account(make_owner(MerchantFactory()))
+    with connection.cursor() as cursor:  # SQLite has no triggers: write bad legs behind the ledger's back
+        cursor.execute(
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, 'CNY', 5), (%s, %s, 'CNY', -5)",
+            [entry.pk, 987654, entry.pk, other.pk],
+        )
+    problems = selectors.reconcile().problems
+    assert any(p.endswith("account 987654 does not exist") for p in problems)
+    assert any(p.endswith(f"account {other.pk} belongs to another merchant than its entry") for p in problems)
 
 
 def test_transfer_between_members(merchant):

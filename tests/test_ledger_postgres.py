@@ -186,6 +186,39 @@ def test_trigger_refuses_unbalanced_raw_insert_at_commit():
     assert Leg.objects.filter(entry=entry).count() == 2
 
 
+def test_trigger_refuses_legs_on_a_missing_foreign_or_wrong_unit_account_and_a_missing_entry():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    cash = cash_account(merchant)
+    foreign = cash_account(MerchantFactory())
+    points = services.get_or_create_account(merchant, "issuance", "POINT")
+    entry = fund(principal, 100)
+    leg_sql = "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, %s, 5), (%s, %s, 'CNY', -5)"
+    for account_id, unit, message in (
+        (987654321, "CNY", "which does not exist"),
+        (foreign.pk, "CNY", "of another merchant"),
+        (points.pk, "CNY", "is in CNY but account"),
+    ):
+        # Balanced pairs: only the per-entry account check can refuse them.
+        with pytest.raises(DatabaseError, match=message), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(leg_sql, [entry.pk, account_id, unit, entry.pk, cash.pk])
+    missing_entry = pytest.raises(DatabaseError, match="entry 987654321, which does not exist")
+    with missing_entry, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(leg_sql, [987654321, cash.pk, "CNY", 987654321, cash.pk])
+    assert Leg.objects.filter(entry=entry).count() == 2
+    assert selectors.reconcile().clean
+
+
+def test_trigger_refuses_raw_update_and_delete_of_accounts():
+    merchant = MerchantFactory()
+    principal = principal_account(make_owner(merchant))
+    fund(principal, 100)
+    for sql in ("UPDATE ledger_account SET unit = 'POINT' WHERE id = %s", "DELETE FROM ledger_account WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="immutable"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [principal.pk])
+    assert selectors.balance(principal) == 100
+
+
 def test_database_check_keeps_cached_balance_non_negative():
     merchant = MerchantFactory()
     principal = principal_account(make_owner(merchant))

@@ -17,15 +17,16 @@ from members.models import Merchant, Owner, Staff, Store
 
 
 class ImmutableRowError(Exception):
-    """Raised on any attempt to change or delete a posted ledger row."""
+    """Raised on any attempt to change or delete a saved ledger row (account, entry or leg); entries are
+    corrected by a reversing entry."""
 
 
 class ImmutableQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise ImmutableRowError(f"{self.model.__name__} rows are immutable; post a reversing entry instead.")
+        raise ImmutableRowError(f"{self.model.__name__} rows cannot change once saved.")
 
     def delete(self):
-        raise ImmutableRowError(f"{self.model.__name__} rows are never deleted; post a reversing entry instead.")
+        raise ImmutableRowError(f"{self.model.__name__} rows are never deleted.")
 
     _raw_delete = delete
 
@@ -38,7 +39,7 @@ class ImmutableModel(models.Model):
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise ImmutableRowError(f"{type(self).__name__} #{self.pk} is posted and cannot change.")
+            raise ImmutableRowError(f"{type(self).__name__} #{self.pk} cannot change once saved.")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

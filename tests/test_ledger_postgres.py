@@ -252,3 +252,26 @@ def test_posting_statements_are_prepared_on_the_connection():
         statements = [row[0] for row in cursor.fetchall()]
     assert any(s.startswith("UPDATE ledger_accountbalance") for s in statements), statements
     assert any(s.startswith("INSERT INTO ledger_leg") for s in statements), statements
+
+
+def test_top_level_post_rolls_back_whole_and_raises_django_errors():
+    """Outside any transaction post_entry runs its own BEGIN ... COMMIT on Django's connection: a failure
+    at commit (here the actor's foreign key, checked deferred) must undo the balance change, come out as
+    Django's IntegrityError and leave the connection usable."""
+    from django.contrib.auth import get_user_model
+    from django.db import IntegrityError
+
+    merchant = MerchantFactory()
+    a, b = principal_account(make_owner(merchant)), principal_account(make_owner(merchant))
+    fund(a, 100)
+    ghost = get_user_model()(pk=987654321, username="ghost")
+    assert not connection.in_atomic_block
+    with pytest.raises(IntegrityError):
+        services.post_entry(merchant=merchant, legs=[services.decrease(a, 40), services.increase(b, 40)],
+                            operation_type="test.transfer", operation_ref="ghost", idempotency_key="ghost",
+                            actor=ghost)  # fmt: skip
+    assert (selectors.balance(a), selectors.balance(b)) == (100, 0)
+    assert connection.get_autocommit()
+    transfer(a, b, 40)
+    assert (selectors.balance(a), selectors.balance(b)) == (60, 40)
+    assert selectors.reconcile(merchant).clean

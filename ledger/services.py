@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
 from members.models import Merchant, Owner, Staff, Store
@@ -358,6 +358,10 @@ class _AlreadyPosted(Exception):
 
 def _post(p: _Prepared) -> Entry:
     conn = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy is a thread-local lookup
+    if conn.vendor == "postgresql" and len(p.legs) <= _FUNCTION_MAX_LEGS:
+        bounded = _bounded_changes(p.legs)
+        if len(bounded) <= 4:
+            return _post_through_function(p, conn, bounded)
     try:
         if conn.vendor == "postgresql" and not conn.in_atomic_block:
             # Not inside anyone's transaction: one psycopg transaction (BEGIN ... COMMIT) on Django's own
@@ -370,6 +374,66 @@ def _post(p: _Prepared) -> Entry:
             return _write(p, conn)
     except _AlreadyPosted:
         return _existing(p)
+
+
+# Entries up to this size with at most 4 bounded accounts (nearly all) go through ledger_post_entry().
+_FUNCTION_MAX_LEGS = 64
+_POST_FUNCTION = (
+    "SELECT ledger_post_entry(%s::bigint, %s::text, %s::text, %s::text, %s::bigint, %s::text, %s::bigint,"
+    " %s::bigint, %s::text, %s::timestamptz, %s::bigint, %s::text, %s::bigint[], %s::text[], %s::bigint[],"
+    " %s::integer[], %s::integer[], %s::bigint[], %s::bigint[])"
+)
+_REFUSED_CHANGE, _KEY_TAKEN = "LG001", "LG002"  # SQLSTATEs raised by ledger_post_entry()
+
+
+def _bounded_changes(legs: Sequence[tuple[Account, int]]) -> dict[int, int]:
+    """Normal-side change per bounded (may not go negative) account of the legs."""
+    changes: dict[int, int] = {}
+    for account, amount in legs:
+        if not account.allow_negative:
+            changes[account.id] = changes.get(account.id, 0) + amount * account.normal_sign
+    return changes
+
+
+def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
+    """One call of ledger_post_entry() (migration 0005): the same writes as _write, in one round trip.
+    At top level the statement is its own transaction; inside the caller's, atomic() puts it in a
+    savepoint so that a refusal leaves the caller's transaction usable."""
+    import psycopg
+
+    ordered = sorted(changes)
+    slot = {acc_id: i for i, acc_id in enumerate(ordered, 1)}
+    now = timezone.now()
+    params = [
+        p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
+        p.store_id, p.member_id, p.memo, now, p.reverses_id, p.fingerprint,
+        [a.id for a, _ in p.legs], [a.unit for a, _ in p.legs], [amount for _, amount in p.legs],
+        [slot.get(a.id, 0) for a, _ in p.legs], [a.normal_sign for a, _ in p.legs],
+        ordered, [changes[acc_id] for acc_id in ordered],
+    ]  # fmt: skip
+    try:
+        if conn.in_atomic_block:
+            with transaction.atomic(using=conn.alias), _cursor(conn) as cursor:
+                cursor.execute(_POST_FUNCTION, params)
+                entry_id = cursor.fetchone()[0]
+        else:
+            with _cursor(conn) as cursor:
+                cursor.execute(_POST_FUNCTION, params)
+                entry_id = cursor.fetchone()[0]
+    except DatabaseError as exc:
+        cause = exc.__cause__
+        sqlstate = cause.sqlstate if isinstance(cause, psycopg.Error) else None
+        if sqlstate == _KEY_TAKEN:
+            return _existing(p)
+        if sqlstate != _REFUSED_CHANGE:
+            raise
+        # A retry of an entry that already spent the money: answer with that entry.
+        if Entry.objects.filter(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key).exists():
+            return _existing(p)
+        account = next(a for a, _ in p.legs if a.id == int(cause.diag.message_detail))
+        with _cursor(conn) as cursor:
+            _raise_for_missing_or_insufficient(cursor, account, changes[account.id])
+    return _entry_from(p, entry_id, now, conn)
 
 
 # PostgreSQL statements: fixed text whatever the number of legs (arrays), so each is prepared once per
@@ -470,12 +534,8 @@ def _write(p: _Prepared, conn) -> Entry:
     found at the entry insert; the caller rolls back and returns the first entry."""
     now = timezone.now()
     postgres = conn.vendor == "postgresql"
-    changes: dict[int, int] = {}  # normal-side change per bounded account
-    accounts: dict[int, Account] = {}
-    for account, amount in p.legs:
-        accounts[account.id] = account
-        if not account.allow_negative:
-            changes[account.id] = changes.get(account.id, 0) + amount * account.normal_sign
+    changes = _bounded_changes(p.legs)
+    accounts = {account.id: account for account, _ in p.legs}
     entry_params = [
         p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
         p.store_id, p.member_id, p.memo, conn.ops.adapt_datetimefield_value(now), p.reverses_id,
@@ -538,11 +598,15 @@ def _write(p: _Prepared, conn) -> Entry:
             rows = [(entry_id, a.id, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
             for chunk in _chunks(rows, 500):
                 cursor.execute(_insert_legs_sql(len(chunk)), [value for leg in chunk for value in leg])
+    return _entry_from(p, entry_id, now, conn)
+
+
+def _entry_from(p: _Prepared, entry_id: int, posted_at, conn) -> Entry:
     values = {
         "id": entry_id, "merchant_id": p.merchant_id, "idempotency_key": p.idempotency_key,
         "operation_type": p.operation_type, "operation_ref": p.operation_ref, "actor_id": p.actor_id,
         "actor_label": p.actor_label, "store_id": p.store_id, "member_id": p.member_id, "memo": p.memo,
-        "posted_at": now, "reverses_id": p.reverses_id, "fingerprint": p.fingerprint,
+        "posted_at": posted_at, "reverses_id": p.reverses_id, "fingerprint": p.fingerprint,
     }  # fmt: skip
     # As the ORM loads a row (positional, in field order): half the cost of Entry(**values).
     return Entry.from_db(conn.alias, None, [values[name] for name in _entry_attnames()])

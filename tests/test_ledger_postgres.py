@@ -239,9 +239,9 @@ def test_bulk_issuance_entry_commits_through_the_trigger():
     assert selectors.reconcile(merchant).clean
 
 
-def test_posting_statements_are_prepared_on_the_connection():
-    """post_entry's speed rests on prepared statements; Django disables preparation by default, so a
-    silent regression would only show in the benchmark. Check the server holds them."""
+def test_small_entries_are_one_prepared_function_call():
+    """post_entry's speed rests on one prepared call of ledger_post_entry() per small entry (Django
+    disables preparation by default, so a silent regression would only show in the benchmark)."""
     merchant = MerchantFactory()
     a, b = principal_account(make_owner(merchant)), principal_account(make_owner(merchant))
     fund(a, 100)
@@ -250,8 +250,56 @@ def test_posting_statements_are_prepared_on_the_connection():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         statements = [row[0] for row in cursor.fetchall()]
-    assert any(s.startswith("UPDATE ledger_accountbalance") for s in statements), statements
-    assert any(s.startswith("INSERT INTO ledger_leg") for s in statements), statements
+    assert [s for s in statements if "ledger" in s] == [
+        s for s in statements if s.startswith("SELECT ledger_post_entry(")
+    ], statements
+    assert any(s.startswith("SELECT ledger_post_entry(") for s in statements), statements
+
+
+def test_function_and_python_paths_write_the_same_legs(monkeypatch):
+    """ledger_post_entry() (small entries) and the Python write path (bulk entries, SQLite) must agree
+    row for row, including each bounded account's running balance when an account appears twice."""
+    merchant = MerchantFactory()
+    member = make_owner(merchant)
+    principal, bonus = (
+        principal_account(member),
+        services.get_or_create_account(merchant, "bonus", "CNY", member=member),
+    )
+    cash, revenue = cash_account(merchant), services.get_or_create_account(merchant, "revenue", "CNY")
+    fund(principal, 500)
+    fund(bonus, 300)
+
+    def post(tag: str):
+        return services.post_entry(
+            merchant=merchant,
+            legs=[services.decrease(principal, 70), services.decrease(bonus, 20), services.decrease(principal, 10),
+                  services.increase(revenue, 100), services.increase(cash, 5), services.decrease(cash, 5)],
+            operation_type="test.mixed", operation_ref=tag, idempotency_key=tag, actor=None,
+        )  # fmt: skip
+
+    def rows(entry):
+        return [(leg.account_id, leg.unit, leg.amount, leg.balance_after) for leg in entry.legs.order_by("id")]
+
+    through_function = post("fn")
+    monkeypatch.setattr(services, "_FUNCTION_MAX_LEGS", 0)
+    through_python = post("py")
+    assert rows(through_function) == [
+        (principal.pk, "CNY", 70, 430), (bonus.pk, "CNY", 20, 280), (principal.pk, "CNY", 10, 420),
+        (revenue.pk, "CNY", -100, None), (cash.pk, "CNY", 5, None), (cash.pk, "CNY", -5, None),
+    ]  # fmt: skip
+    assert rows(through_python) == [
+        (principal.pk, "CNY", 70, 350), (bonus.pk, "CNY", 20, 260), (principal.pk, "CNY", 10, 340),
+        (revenue.pk, "CNY", -100, None), (cash.pk, "CNY", 5, None), (cash.pk, "CNY", -5, None),
+    ]  # fmt: skip
+    assert (selectors.balance(principal), selectors.balance(bonus)) == (340, 260)
+    # Both answer a retry with the first entry and refuse an overdraft the same way.
+    assert post("py").pk == through_python.pk
+    monkeypatch.setattr(services, "_FUNCTION_MAX_LEGS", 64)
+    assert post("fn").pk == through_function.pk
+    with pytest.raises(InsufficientBalance) as refused:
+        spend(principal, 341)
+    assert (refused.value.balance, refused.value.change) == (340, -341)
+    assert selectors.reconcile(merchant).clean
 
 
 def test_top_level_post_rolls_back_whole_and_raises_django_errors():

@@ -8,6 +8,8 @@ entry is summed once, not 10,000 times.
 
 from django.db import migrations
 
+from ledger.migrations._postgres import run_on_postgres
+
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -52,20 +54,13 @@ DROP FUNCTION IF EXISTS ledger_refuse_change();
 """
 
 
-def _run(schema_editor, sql: str) -> None:
-    # A plain cursor, not schema_editor.execute: the RAISE formats contain '%', which must not be
-    # read as query placeholders.
-    if schema_editor.connection.vendor == "postgresql":
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(sql)
-
 
 def forward(apps, schema_editor):
-    _run(schema_editor, FORWARD)
+    run_on_postgres(schema_editor, FORWARD)
 
 
 def backward(apps, schema_editor):
-    _run(schema_editor, BACKWARD)
+    run_on_postgres(schema_editor, BACKWARD)
 
 
 class Migration(migrations.Migration):

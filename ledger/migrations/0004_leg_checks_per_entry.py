@@ -13,6 +13,8 @@ The cached-balance table gets fillfactor 50 so that balance updates are HOT upda
 import django.db.models.deletion
 from django.db import migrations, models
 
+from ledger.migrations._postgres import run_on_postgres
+
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -88,19 +90,13 @@ END $$;
 """
 
 
-def _run(schema_editor, sql: str) -> None:
-    # A plain cursor, not schema_editor.execute: the RAISE formats contain '%'.
-    if schema_editor.connection.vendor == "postgresql":
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(sql)
-
 
 def forward(apps, schema_editor):
-    _run(schema_editor, FORWARD)
+    run_on_postgres(schema_editor, FORWARD)
 
 
 def backward(apps, schema_editor):
-    _run(schema_editor, BACKWARD)
+    run_on_postgres(schema_editor, BACKWARD)
 
 
 class Migration(migrations.Migration):

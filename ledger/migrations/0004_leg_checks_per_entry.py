@@ -31,8 +31,14 @@ BEGIN
         RAISE EXCEPTION 'ledger leg % belongs to entry %, which does not exist', NEW.id, NEW.entry_id
             USING ERRCODE = 'foreign_key_violation';
     END IF;
+    -- One primary-key probe per leg whatever the statistics say: the LIMIT keeps the lateral subquery
+    -- from being flattened into a join, whose cached generic plan could hash the whole account table
+    -- on every commit (it did, after a few 100-leg entries had been analysed).
     SELECT l.id, l.account_id, l.unit, a.id AS found, a.merchant_id, a.unit AS account_unit INTO bad
-        FROM ledger_leg l LEFT JOIN ledger_account a ON a.id = l.account_id
+        FROM ledger_leg l
+        LEFT JOIN LATERAL (
+            SELECT acc.id, acc.merchant_id, acc.unit FROM ledger_account acc WHERE acc.id = l.account_id LIMIT 1
+        ) a ON true
         WHERE l.entry_id = NEW.entry_id
           AND (a.id IS NULL OR a.merchant_id <> entry_merchant OR a.unit <> l.unit)
         LIMIT 1;

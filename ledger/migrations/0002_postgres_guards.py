@@ -8,7 +8,7 @@ entry is summed once, not 10,000 times.
 
 from django.db import migrations
 
-from ledger.migrations._postgres import run_on_postgres
+from ledger.migrations._postgres import postgres_sql
 
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,16 +54,7 @@ DROP FUNCTION IF EXISTS ledger_refuse_change();
 """
 
 
-
-def forward(apps, schema_editor):
-    run_on_postgres(schema_editor, FORWARD)
-
-
-def backward(apps, schema_editor):
-    run_on_postgres(schema_editor, BACKWARD)
-
-
 class Migration(migrations.Migration):
     dependencies = [("ledger", "0001_initial")]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [postgres_sql(FORWARD, BACKWARD)]

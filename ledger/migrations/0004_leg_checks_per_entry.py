@@ -13,7 +13,7 @@ The cached-balance table gets fillfactor 50 so that balance updates are HOT upda
 import django.db.models.deletion
 from django.db import migrations, models
 
-from ledger.migrations._postgres import run_on_postgres
+from ledger.migrations._postgres import postgres_sql
 
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_check_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -96,15 +96,6 @@ END $$;
 """
 
 
-
-def forward(apps, schema_editor):
-    run_on_postgres(schema_editor, FORWARD)
-
-
-def backward(apps, schema_editor):
-    run_on_postgres(schema_editor, BACKWARD)
-
-
 class Migration(migrations.Migration):
     dependencies = [("ledger", "0003_entry_member")]
 
@@ -130,5 +121,5 @@ class Migration(migrations.Migration):
                 to="ledger.entry",
             ),
         ),
-        migrations.RunPython(forward, backward),
+        postgres_sql(FORWARD, BACKWARD),
     ]

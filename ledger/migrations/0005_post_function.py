@@ -14,7 +14,7 @@ The deferred per-entry trigger checks the result at commit as for any other writ
 
 from django.db import migrations
 
-from ledger.migrations._postgres import run_on_postgres
+from ledger.migrations._postgres import postgres_sql
 
 FORWARD = r"""
 CREATE OR REPLACE FUNCTION ledger_post_entry(
@@ -77,16 +77,7 @@ DROP FUNCTION IF EXISTS ledger_post_entry(
 """
 
 
-
-def forward(apps, schema_editor):
-    run_on_postgres(schema_editor, FORWARD)
-
-
-def backward(apps, schema_editor):
-    run_on_postgres(schema_editor, BACKWARD)
-
-
 class Migration(migrations.Migration):
     dependencies = [("ledger", "0004_leg_checks_per_entry")]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [postgres_sql(FORWARD, BACKWARD)]

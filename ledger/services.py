@@ -10,6 +10,7 @@ updated: their balance is the sum of their legs, so a hot cash account does not 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -358,10 +359,9 @@ class _AlreadyPosted(Exception):
 
 def _post(p: _Prepared) -> Entry:
     conn = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy is a thread-local lookup
-    if conn.vendor == "postgresql" and len(p.legs) <= _FUNCTION_MAX_LEGS:
-        bounded = _bounded_changes(p.legs)
-        if len(bounded) <= 4:
-            return _post_through_function(p, conn, bounded)
+    changes = _bounded_changes(p.legs)
+    if conn.vendor == "postgresql" and len(p.legs) <= _FUNCTION_MAX_LEGS and len(changes) <= 4:
+        return _post_through_function(p, conn, changes)
     try:
         if conn.vendor == "postgresql" and not conn.in_atomic_block:
             # Not inside anyone's transaction: one psycopg transaction (BEGIN ... COMMIT) on Django's own
@@ -369,9 +369,9 @@ def _post(p: _Prepared) -> Entry:
             # of the client's time per small entry; psycopg rolls back on any exception.
             conn.ensure_connection()
             with conn.wrap_database_errors, conn.connection.transaction():
-                return _write(p, conn)
+                return _write(p, conn, changes)
         with transaction.atomic(using=conn.alias):
-            return _write(p, conn)
+            return _write(p, conn, changes)
     except _AlreadyPosted:
         return _existing(p)
 
@@ -411,15 +411,11 @@ def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry
         [slot.get(a.id, 0) for a, _ in p.legs], [a.normal_sign for a, _ in p.legs],
         ordered, [changes[acc_id] for acc_id in ordered],
     ]  # fmt: skip
+    savepoint = transaction.atomic(using=conn.alias) if conn.in_atomic_block else contextlib.nullcontext()
     try:
-        if conn.in_atomic_block:
-            with transaction.atomic(using=conn.alias), _cursor(conn) as cursor:
-                cursor.execute(_POST_FUNCTION, params)
-                entry_id = cursor.fetchone()[0]
-        else:
-            with _cursor(conn) as cursor:
-                cursor.execute(_POST_FUNCTION, params)
-                entry_id = cursor.fetchone()[0]
+        with savepoint, _cursor(conn) as cursor:
+            cursor.execute(_POST_FUNCTION, params)
+            entry_id = cursor.fetchone()[0]
     except DatabaseError as exc:
         cause = exc.__cause__
         sqlstate = cause.sqlstate if isinstance(cause, psycopg.Error) else None
@@ -427,8 +423,7 @@ def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry
             return _existing(p)
         if sqlstate != _REFUSED_CHANGE:
             raise
-        # A retry of an entry that already spent the money: answer with that entry.
-        if Entry.objects.filter(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key).exists():
+        if _key_taken(p):  # a retry of an entry that already spent the money: answer with that entry
             return _existing(p)
         account = next(a for a, _ in p.legs if a.id == int(cause.diag.message_detail))
         with _cursor(conn) as cursor:
@@ -529,12 +524,11 @@ def _cursor(conn):
     return conn.cursor()
 
 
-def _write(p: _Prepared, conn) -> Entry:
+def _write(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
     """Balances first (guarded, in account order), then the entry and its legs. A key already taken is
     found at the entry insert; the caller rolls back and returns the first entry."""
     now = timezone.now()
     postgres = conn.vendor == "postgresql"
-    changes = _bounded_changes(p.legs)
     accounts = {account.id: account for account, _ in p.legs}
     entry_params = [
         p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
@@ -545,8 +539,7 @@ def _write(p: _Prepared, conn) -> Entry:
         try:
             new_balances = _apply_bounded_changes(cursor, changes, accounts, postgres) if changes else {}
         except InsufficientBalance:
-            # A retry of an entry that already spent the money: answer with that entry.
-            if Entry.objects.filter(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key).exists():
+            if _key_taken(p):  # a retry of an entry that already spent the money: answer with that entry
                 raise _AlreadyPosted() from None
             raise
         # balance_after per leg: walk each bounded account from its balance before this entry.
@@ -559,7 +552,7 @@ def _write(p: _Prepared, conn) -> Entry:
             else:
                 afters.append(None)
         if postgres and len(p.legs) <= 8:
-            # The usual small entry: the same two plain statements a hand-written ledger would send.
+            # A small entry with more than 4 bounded accounts (smaller ones go through the function).
             cursor.execute(_INSERT_ENTRY, entry_params)
             row = cursor.fetchone()
             if row is None:
@@ -670,6 +663,10 @@ def _raise_for_missing_or_insufficient(cursor, account: Account, change: int) ->
     if row is None:
         raise LedgerError("account", f"Account {account} has no balance row.")
     raise InsufficientBalance(account, row[0], change)
+
+
+def _key_taken(p: _Prepared) -> bool:
+    return Entry.objects.filter(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key).exists()
 
 
 def _existing(p: _Prepared) -> Entry:

@@ -1,50 +1,55 @@
-"""Ledger errors. Each is a ValidationError naming the offending field, so the API and forms can show it."""
+"""Ledger errors: coded domain errors (core.errors.DomainError) naming the offending field."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import DomainError
+from core.money import yuan
 
 
-class LedgerError(ValidationError):
-    code = "ledger_error"
+class LedgerError(DomainError):
+    default_code = "ledger_error"
 
-    def __init__(self, field: str, message: str, code: str | None = None):
-        self.field = field
-        self.reason = message
-        super().__init__({field: [ValidationError(message, code=code or self.code)]})
+    def __init__(self, field: str, message, code: str | None = None, params: dict | None = None):
+        super().__init__(field, message, code=code or self.default_code, params=params)
 
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason}"
+    @property
+    def reason(self) -> str:
+        return self.message_text
 
 
 class InvalidLeg(LedgerError):
-    code = "invalid_leg"
+    default_code = "invalid_leg"
 
 
 class UnbalancedEntry(LedgerError):
-    code = "unbalanced"
+    default_code = "unbalanced"
 
 
 class ForeignAccount(LedgerError):
-    code = "foreign_account"
+    default_code = "foreign_account"
 
 
 class InsufficientBalance(LedgerError):
-    code = "insufficient_balance"
+    default_code = "insufficient_balance"
 
     def __init__(self, account, balance: int, change: int):
         self.account = account
         self.balance = balance
         self.change = change
+        amount = yuan(balance) if account.unit == "CNY" else str(balance)
         super().__init__(
             "amount",
-            f"Insufficient balance in {account}: balance {balance}, change {change:+d} would leave {balance + change}.",
-        )
+            _("Insufficient balance in %(account)s: %(balance)s left, %(needed)s needed."),
+            params={"account": account.purpose, "balance": amount,
+                    "needed": yuan(-change) if account.unit == "CNY" else str(-change)},
+        )  # fmt: skip
 
 
 class IdempotencyConflict(LedgerError):
-    code = "idempotency_conflict"
+    default_code = "idempotency_conflict"
 
 
 class ReversalError(LedgerError):
-    code = "reversal_invalid"
+    default_code = "reversal_invalid"

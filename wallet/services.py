@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.errors import DomainError
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ledger.errors import InsufficientBalance
@@ -62,8 +62,8 @@ def wallet_settings(merchant: Merchant) -> WalletSettings:
 # ---------------------------------------------------------------- shared checks and accounts
 
 
-def _fail(field: str, message: str) -> ValidationError:
-    return ValidationError({field: message})
+def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
+    return DomainError(field, message, code=code)
 
 
 def _check_member(member: Owner, store: Store | None) -> None:

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "viewflow",
     "viewflow.workflow",
+    "core",
     "members",
     "ledger",
     "wallet",

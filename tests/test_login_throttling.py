@@ -21,9 +21,9 @@ PASSWORD = "pw-12345678"
 pytestmark = pytest.mark.django_db
 
 
-def _attempt(url: str, username: str, password: str, ip: str):
-    """One login from a fresh browser at `ip`; returns (response, logged in?)."""
-    client = Client(REMOTE_ADDR=ip)
+def _attempt(url: str, username: str, password: str, ip: str, forwarded_for: str | None = None):
+    """One login from a fresh browser at `ip` (or through a proxy at `ip`); returns (response, logged in?)."""
+    client = Client(REMOTE_ADDR=ip, **({"HTTP_X_FORWARDED_FOR": forwarded_for} if forwarded_for is not None else {}))
     response = client.post(url, {"username": username, "password": password})
     return response, "_auth_user_id" in client.session
 
@@ -92,6 +92,30 @@ def test_an_address_is_locked_across_usernames(url, staff_user, limit):
     assert _locked_out(*_attempt(url, staff_user.username, PASSWORD, "10.0.0.9"))
     # The user has no failures of their own: from another address they still get in.
     assert _attempt(url, staff_user.username, PASSWORD, "10.0.0.10")[1]
+
+
+def test_a_forged_forwarded_for_header_does_not_dodge_the_address_lock(staff_user, limit):
+    # No proxy configured: X-Forwarded-For is whatever the client wrote, so it is ignored.
+    for i in range(limit):
+        _attempt(PORTAL_LOGIN, f"guess{i}", "wrong-password", "10.0.0.9", forwarded_for=f"192.0.2.{i}")
+    assert _locked_out(*_attempt(PORTAL_LOGIN, staff_user.username, PASSWORD, "10.0.0.9", forwarded_for="192.0.2.99"))
+
+
+@pytest.mark.parametrize("url", LOGIN_URLS)
+def test_behind_a_proxy_each_client_has_its_own_address_count(url, staff_user, limit, settings):
+    settings.TRUSTED_PROXY_COUNT = 1  # one proxy (at 127.0.0.1) appends the address it saw
+    proxy = "127.0.0.1"
+    for i in range(limit):
+        # The guesser varies what it sends itself; the proxy's entry (right-most) stays its real address.
+        response, _ = _attempt(url, f"guess{i}", "wrong-password", proxy, forwarded_for=f"192.0.2.{i}, 203.0.113.5")
+        assert response.status_code in (200, 429)
+    assert _locked_out(*_attempt(url, staff_user.username, PASSWORD, proxy, forwarded_for="1.2.3.4, 203.0.113.5"))
+    # Another client behind the same proxy is not locked out with the guesser.
+    assert _attempt(url, staff_user.username, PASSWORD, proxy, forwarded_for="203.0.113.6")[1]
+    # A header no proxy wrote (missing or not an address) counts as the connection's address; never a 500.
+    for forwarded_for in ("not-an-address", "", "203.0.113.7,"):
+        response, logged_in = _attempt(url, f"x{forwarded_for}", "wrong-password", "10.0.0.2", forwarded_for)
+        assert response.status_code == 200 and not logged_in
 
 
 def test_a_successful_login_of_another_account_does_not_reset_the_count(staff_user, limit):

@@ -1,5 +1,6 @@
 """Settings shared by every environment. Everything deployment-specific comes from the environment."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -136,6 +137,28 @@ GUARDIAN_RAISE_403 = True
 # Records (failed attempts, every failure with its lock-out flag, successful logins) live in the database
 # and show in the admin to the platform admin; `manage.py axes_reset` lifts lock-outs early.
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Reverse proxies in front of the application that append the client's address to X-Forwarded-For (nginx:
+# `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`). 0: the client is REMOTE_ADDR. Without it,
+# behind a proxy every user would share the proxy's address and one guesser would lock everyone out.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+
+def _client_ip_address(request) -> str | None:
+    """The login's client address for throttling: the entry the outermost trusted proxy appended to
+    X-Forwarded-For (entries left of it are whatever the client sent, so never trusted)."""
+    from django.conf import settings
+
+    count = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if count and len(forwarded) >= count:
+        try:
+            return str(ipaddress.ip_address(forwarded[-count]))
+        except ValueError:
+            pass  # not an address a proxy wrote: fall back to the connection's
+    return request.META.get("REMOTE_ADDR") or None
+
+
+AXES_CLIENT_IP_CALLABLE = _client_ip_address
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=30))

@@ -1,5 +1,7 @@
 """Settings shared by every environment. Everything deployment-specific comes from the environment."""
 
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "guardian",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "viewflow",
@@ -52,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "viewflow.middleware.SiteMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -110,6 +115,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before any password is checked (django-axes).
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -123,6 +130,45 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 GUARDIAN_RAISE_403 = True
+
+# Login throttling (django-axes) on every login that goes through django.contrib.auth: the portal's
+# /accounts/login/ and the admin's /admin/login/. A username is locked after AXES_FAILURE_LIMIT failures
+# from any address, and an address after as many failures across usernames; both for LOGIN_COOLOFF_MINUTES.
+# Records (failed attempts, every failure with its lock-out flag, successful logins) live in the database
+# and show in the admin to the platform admin; `manage.py axes_reset` lifts lock-outs early.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Reverse proxies in front of the application that append the client's address to X-Forwarded-For (nginx:
+# `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`). 0: the client is REMOTE_ADDR. Without it,
+# behind a proxy every user would share the proxy's address and one guesser would lock everyone out.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+
+def _client_ip_address(request) -> str | None:
+    """The login's client address for throttling: the entry the outermost trusted proxy appended to
+    X-Forwarded-For (entries left of it are whatever the client sent, so never trusted)."""
+    from django.conf import settings
+
+    count = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if count and len(forwarded) >= count:
+        try:
+            return str(ipaddress.ip_address(forwarded[-count]))
+        except ValueError:
+            pass  # not an address a proxy wrote: fall back to the connection's
+    return request.META.get("REMOTE_ADDR") or None
+
+
+AXES_CLIENT_IP_CALLABLE = _client_ip_address
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=30))
+# A successful login does not clear the count: it would clear every failure from that address, so an attacker
+# holding any valid login could reset the counter between guesses at someone else's password.
+AXES_RESET_ON_SUCCESS = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_TEMPLATE = "login_locked_out.html"
+AXES_COOLOFF_MESSAGE = _("Too many failed logins. Please try again later.")
+AXES_PERMALOCK_MESSAGE = _("Too many failed logins. Ask an administrator to unlock the account.")
 ANONYMOUS_USER_NAME = None  # no anonymous object permissions
 
 LANGUAGE_CODE = "zh-hans"

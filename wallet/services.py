@@ -252,6 +252,10 @@ def _idempotent(model):
     return decorate
 
 
+# The earlier name of the decorator (race handling only), kept so code written against it still works.
+_first_on_race = _idempotent
+
+
 def _acct(merchant: Merchant, purpose: str, unit: str = CNY, *, member=None, staff=None, detail: str = "") -> Account:
     return ledger.get_or_create_account(merchant, purpose, unit, member=member, staff=staff, detail=detail)
 

@@ -709,3 +709,44 @@ def test_staff_of_another_merchant_is_refused_when_recording_a_visit():
     a, b = make_shop(), make_shop()
     with refused("other_merchant"):
         services.record_service(member=a.member, staff=make_staff(b.merchant, "clerk"), store=a.store, actor=None)
+
+
+# ---------------------------------------------------------------- the same through the portal's forms
+
+
+@pytest.fixture
+def portal(client):
+    from members import roles
+
+    shop = make_shop()
+    client.force_login(make_staff(shop.merchant, roles.OPERATOR, stores=[shop.store]).user)
+    return client, shop
+
+
+def test_portal_recharge_with_huge_bonus_shows_the_limit_and_records_nothing(portal):
+    from tests.test_portal_wallet import post_recharge
+
+    client, shop = portal
+    response = post_recharge(client, shop, amount="0.01", bonus="9999999999999.99")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "¥10,000.00" in body and "Use a recharge plan" in body
+    assert not Recharge.objects.filter(member=shop.member).exists() and not Entry.objects.exists()
+    response = post_recharge(client, shop, amount="99999999999", bonus="0")
+    assert "¥500,000.00" in response.content.decode()
+    response = post_recharge(client, shop, amount="1", bonus="0", quantity=str(2**40))
+    assert response.status_code == 200
+    assert not Recharge.objects.filter(member=shop.member).exists()
+
+
+def test_portal_form_token_replayed_with_another_amount_is_a_conflict(portal):
+    from tests.test_portal_wallet import post_recharge
+
+    client, shop = portal
+    post_recharge(client, shop, token="0b7c2a64-3d4b-4c55-9e8e-1f2a3b4c5d6e", amount="100.00", bonus="0")
+    first = Recharge.objects.get(member=shop.member)
+    response = post_recharge(client, shop, token="0b7c2a64-3d4b-4c55-9e8e-1f2a3b4c5d6e", amount="900.00", bonus="0")
+    body = response.content.decode()
+    assert "different content" in body and f"Recharge {first.number} recorded" not in body
+    assert Recharge.objects.filter(member=shop.member).count() == 1
+    assert Recharge.objects.get(pk=first.pk).paid_total_fen == 10_000

@@ -45,7 +45,8 @@ def machine_for(policy: str):
             try:
                 services.recharge(
                     member=self._member(who), store=self.shop.store, payment_method="cash", actor=None,
-                    items=[services.RechargeItem(kind="stored_value", amount_fen=principal, bonus_fen=bonus)],
+                    items=[services.RechargeItem(kind="stored_value", amount_fen=principal,
+                                             bonus_fen=min(bonus, principal // 5))],  # within the manual-bonus limit
                 )  # fmt: skip
             except ValidationError as exc:
                 assert "stored_value" in exc.message_dict  # only a closed card refuses a valid recharge

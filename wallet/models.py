@@ -7,11 +7,14 @@ Money is integer fen.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.errors import fail
+from core.money import yuan
 from members.models import Merchant, Owner, Staff, Store
 
 fen_field = models.BigIntegerField  # money in fen; validators set per use
@@ -45,8 +48,65 @@ class WalletSettings(models.Model):
         _("points stay valid until the end of the year earned plus"), default=1
     )
 
+    # Limits on value given away and on amounts (docs/wallet.md §4). Above a limit the operation is
+    # refused; the approval workflow will route such cases to an approver.
+    max_manual_bonus_bp = models.PositiveIntegerField(
+        _("manual bonus at most (basis points of the stored value paid)"),
+        default=2000,
+        validators=[MaxValueValidator(10000)],
+    )
+    max_manual_bonus_fen = fen_field(
+        _("manual bonus at most per recharge (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
+    )
+    max_manual_discount_bp = models.PositiveIntegerField(
+        _("manual discount on a recharge line at most (basis points off)"),
+        default=3000,
+        validators=[MaxValueValidator(9999)],
+    )
+    max_plan_free_value_bp = models.PositiveIntegerField(
+        _("a recharge plan's bonus and gifts at most (basis points of its price)"),
+        default=5000,
+        validators=[MaxValueValidator(10000)],
+    )
+    max_free_gift_fen = fen_field(
+        _("a free voucher or coupon given outside a sale worth at most (fen)"),
+        default=50_000,
+        validators=[MinValueValidator(0)],
+    )
+    max_activity_points = models.PositiveIntegerField(_("activity points per award at most"), default=10_000)
+    max_recharge_fen = fen_field(
+        _("amount paid per recharge at most (fen)"), default=50_000_000, validators=[MinValueValidator(1)]
+    )
+    max_consumption_fen = fen_field(
+        _("payable per consumption at most (fen)"), default=10_000_000, validators=[MinValueValidator(1)]
+    )
+
     def __str__(self) -> str:
         return f"wallet settings of {self.merchant}"
+
+    @classmethod
+    def of(cls, merchant_id: int | None) -> WalletSettings:
+        """The merchant's settings, or the defaults (unsaved) when it has none yet: for checks that
+        must not write (model validation)."""
+        found = cls.objects.filter(merchant_id=merchant_id).first() if merchant_id else None
+        return found or cls(merchant_id=merchant_id)
+
+
+def _related(obj: models.Model, name: str):
+    """The related row, or None when not chosen yet (model validation runs before required-field errors
+    are final). A parent set by an inline form is returned even before it is saved."""
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def _other_merchant(field: str, owner_merchant_id: int | None, *related) -> None:
+    """Refuse a catalog row pointing at another merchant's row (code other_merchant)."""
+    for obj in related:
+        if obj is not None and owner_merchant_id and obj.merchant_id != owner_merchant_id:
+            raise fail(field, "other_merchant", _("This %(kind)s belongs to another merchant."),
+                       kind=obj._meta.verbose_name)  # fmt: skip
 
 
 class ActivityPointsRule(models.Model):
@@ -63,6 +123,16 @@ class ActivityPointsRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (+{self.points})"
+
+    def clean(self) -> None:
+        limit = WalletSettings.of(self.merchant_id).max_activity_points
+        if self.points is not None and self.points > limit:
+            raise fail(
+                "points",
+                "free_value_over_limit",
+                _("At most %(limit)s points per award (wallet settings)."),
+                limit=f"{limit:,}",
+            )
 
 
 # ---------------------------------------------------------------- catalog
@@ -107,6 +177,26 @@ class Service(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        _other_merchant("category", self.merchant_id, _related(self, "category"))
+        check_commission(self.commission_kind, self.commission_value, self.member_price_fen, "commission_value")
+
+
+def check_commission(kind: str, value: int | None, unit_price_fen: int | None, field: str) -> None:
+    """A commission never exceeds what a unit sells for: a percentage at most 100 % (10000 bp), a fixed
+    amount at most the member price. Consumption caps it again (docs/wallet.md §3)."""
+    if value is None:
+        return
+    if kind == CommissionKind.PERCENT and value > 10000:
+        raise fail(
+            field, "commission_over_price", _("A percentage commission is at most 100 percent (10000 basis points).")
+        )
+    if kind == CommissionKind.FIXED and unit_price_fen is not None and value > unit_price_fen:
+        raise fail(
+            field, "commission_over_price", _("A fixed commission of %(value)s is more than the member price %(price)s."),
+            value=yuan(value), price=yuan(unit_price_fen),
+        )  # fmt: skip
+
 
 class CommissionRule(models.Model):
     """A per-staff-level override of a service's commission."""
@@ -118,6 +208,10 @@ class CommissionRule(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["service", "staff_level"], name="commission_rule_unique")]
+
+    def clean(self) -> None:
+        service = _related(self, "service")
+        check_commission(self.kind, self.value, service.member_price_fen if service else None, "value")
 
 
 # ---------------------------------------------------------------- templates
@@ -133,6 +227,21 @@ class VoucherTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # A voucher sold below its face value gives the difference away: at most the plan share of its
+        # price. A price of 0 makes a free-only template, bounded when issued (max_free_gift_fen).
+        if not self.price_fen or not self.amount_fen:
+            return
+        if self.price_fen > self.amount_fen:
+            raise fail("price_fen", "invalid", _("A voucher is not sold for more than its face value."))
+        share = WalletSettings.of(self.merchant_id).max_plan_free_value_bp
+        if self.amount_fen - self.price_fen > self.price_fen * share // 10000:
+            raise fail(
+                "amount_fen", "free_value_over_limit",
+                _("Sold for %(price)s, the voucher gives away %(free)s: at most %(share)s%% of its price."),
+                price=yuan(self.price_fen), free=yuan(self.amount_fen - self.price_fen), share=f"{share / 100:g}",
+            )  # fmt: skip
 
 
 class CouponTemplate(models.Model):
@@ -152,6 +261,12 @@ class CouponTemplate(models.Model):
     def unit(self) -> str:
         return f"CPN:{self.pk}"
 
+    def list_value_fen(self) -> int:
+        """What one coupon is worth when given away: its price, or what its uses can pay for at the
+        covered services' list price, whichever is more (a free template is still worth its uses)."""
+        top = self.services.aggregate(m=models.Max("list_price_fen"))["m"] if self.pk else None
+        return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
+
 
 class EntitlementPackage(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="entitlement_packages")
@@ -163,6 +278,15 @@ class EntitlementPackage(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def list_value_fen(self) -> int:
+        """Its price, or its services at list price × quantity, whichever is more."""
+        listed = (
+            sum(it.service.list_price_fen * it.quantity for it in self.items.select_related("service"))
+            if self.pk
+            else 0
+        )
+        return max(self.price_fen or 0, listed)
+
 
 class PackageItem(models.Model):
     package = models.ForeignKey(EntitlementPackage, on_delete=models.CASCADE, related_name="items")
@@ -171,6 +295,10 @@ class PackageItem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["package", "service"], name="package_item_unique")]
+
+    def clean(self) -> None:
+        package = _related(self, "package")
+        _other_merchant("service", package.merchant_id if package else None, _related(self, "service"))
 
 
 class VipCardType(models.Model):
@@ -207,6 +335,35 @@ class RechargePlan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        gifts = [_related(self, name) for name in ("gift_coupon", "gift_package", "gift_vip")]
+        _other_merchant("__all__", self.merchant_id or next((g.merchant_id for g in gifts if g), None), *gifts)
+        if self.pay_fen is not None and self.pay_fen >= 1:
+            self.check_free_value(WalletSettings.of(self.merchant_id), "bonus_fen")
+
+    def free_value_fen(self) -> int:
+        """Bonus plus gifts at list value, per plan bought (docs/wallet.md §4)."""
+        value = self.bonus_fen or 0
+        if self.gift_coupon_id and self.gift_coupon_quantity:
+            value += self.gift_coupon.list_value_fen() * self.gift_coupon_quantity
+        if self.gift_package_id:
+            value += self.gift_package.list_value_fen()
+        if self.gift_vip_id:
+            value += self.gift_vip.price_fen
+        return value
+
+    def check_free_value(self, wallet_settings: WalletSettings, field: str) -> None:
+        """A plan gives away at most the merchant's share of its price (max_plan_free_value_bp)."""
+        free, allowed = self.free_value_fen(), self.pay_fen * wallet_settings.max_plan_free_value_bp // 10000
+        if free > allowed:
+            raise fail(
+                field, "free_value_over_limit",
+                _("The plan gives %(free)s in bonus and gifts for %(pay)s paid; at most %(share)s%% of the price "
+                  "(%(allowed)s) may be given."),
+                free=yuan(free), pay=yuan(self.pay_fen), allowed=yuan(allowed),
+                share=f"{wallet_settings.max_plan_free_value_bp / 100:g}",
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------- benefits held by members
@@ -346,6 +503,9 @@ class Operation(models.Model):
     operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    # Fingerprint of the request's content (wallet.services._request_hash): a replay of the key with
+    # other content is refused as a conflict. Empty when recorded without a key.
+    request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     note = models.CharField(max_length=200, blank=True)
 
     class Meta:

@@ -49,12 +49,17 @@ def value_of_uses(deferred_left: int, uses_left: int, uses: int) -> int:
     return deferred_left * uses // uses_left
 
 
-def commission_for(kind: str, value: int, payable_fen: int, quantity: int) -> int:
+def commission_for(kind: str, value: int, payable_fen: int, quantity: int, earned_fen: int) -> int:
+    """fixed: value per unit; percent: basis points of the payable amount, half up. Capped at what the
+    line earned (`earned_fen`: the money paid for it, or the prepaid value its uses recognise), so a bad
+    catalog row can never pay staff more than the sale brought in."""
     if kind == "fixed":
-        return value * quantity
-    if kind == "percent":
-        return apply_rate_bp(payable_fen, value)
-    return 0
+        commission = value * quantity
+    elif kind == "percent":
+        commission = apply_rate_bp(payable_fen, value)
+    else:
+        return 0
+    return max(0, min(commission, earned_fen))
 
 
 def points_for(eligible_fen: int, points_per_yuan: int, multiplier_pct: int) -> int:

@@ -6,17 +6,23 @@ Postings per operation are tabled in docs/wallet.md.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
+import hashlib
+import inspect
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from core.errors import DomainError
+from core.errors import DomainError, fail
+from core.money import MAX_FEN, yuan
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ledger.errors import InsufficientBalance
@@ -54,6 +60,10 @@ from .models import (
 CNY = ledger.CNY
 POINT = ledger.POINT
 
+# Units, uses or benefits one line (or one recharge's gifts) may count: far above any real sale, far
+# below what could overflow a column or exhaust memory (quantity 2^40).
+MAX_LINE_QUANTITY = 10_000
+
 
 def wallet_settings(merchant: Merchant) -> WalletSettings:
     return WalletSettings.objects.get_or_create(merchant=merchant)[0]
@@ -69,18 +79,27 @@ def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
 def _check_member(member: Owner, store: Store | None) -> None:
     if member.status != Owner.Status.ACTIVE:
         raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
-    if store is not None and store.merchant_id != member.merchant_id:
-        raise _fail("store", "The store belongs to another merchant.")
+    _check_merchant(store, member.merchant_id, "store")
+
+
+def _check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> None:
+    """Every related object a service receives must be of the operation's merchant (code other_merchant).
+    The message names the kind of object only: never another merchant's names or internal ids."""
+    if obj is not None and obj.merchant_id != merchant_id:
+        raise fail(
+            field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
+        )
 
 
 def _check_same_merchant(obj, member: Owner, field: str) -> None:
-    if obj.merchant_id != member.merchant_id:
-        raise _fail(field, f"{obj} belongs to another merchant.")
+    _check_merchant(obj, member.merchant_id, field)
 
 
 def _check_positive_int(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _fail(field, f"Must be a whole number of at least 1, got {value!r}.")
+    if value > MAX_LINE_QUANTITY:
+        raise fail(field, "quantity_too_large", _("At most %(max)s per line."), max=f"{MAX_LINE_QUANTITY:,}")
     return value
 
 
@@ -89,7 +108,53 @@ def _check_fen(value, field: str, *, allow_zero: bool = True) -> int:
         raise _fail(field, f"Amounts are whole fen (integers), got {value!r}.")
     if value < 0 or (value == 0 and not allow_zero):
         raise _fail(field, f"The amount must be {'positive' if allow_zero else 'greater than zero'}, got {value}.")
+    if value > MAX_FEN:
+        raise fail(field, "amount_too_large", _("The amount %(value)s is too large."), value=yuan(value))
     return value
+
+
+def _check_ceiling(total: int, ceiling: int, field: str, what: str) -> None:
+    """Amount ceilings per operation (WalletSettings.max_recharge_fen / max_consumption_fen). Checked as
+    lines are added, before anything is written, so no oversized amount reaches a column."""
+    if total > ceiling:
+        raise fail(
+            field, "amount_over_ceiling", _("The %(what)s comes to %(total)s; this merchant's ceiling is %(ceiling)s."),
+            what=what, total=yuan(total), ceiling=yuan(ceiling),
+        )  # fmt: skip
+
+
+def _check_benefit_count(count: int, field: str) -> None:
+    if count > MAX_LINE_QUANTITY:
+        raise fail(field, "quantity_too_large", _("At most %(max)s coupons, entitlements or vouchers per operation."),
+                   max=f"{MAX_LINE_QUANTITY:,}")  # fmt: skip
+
+
+def _gift_value(target) -> int:
+    """What one unit of a template is worth when it is given away (docs/wallet.md §4)."""
+    if isinstance(target, VoucherTemplate):
+        return target.amount_fen
+    if isinstance(target, CouponTemplate | EntitlementPackage):
+        return target.list_value_fen()
+    return target.price_fen
+
+
+def _check_free_gift(target, settings: WalletSettings, field: str) -> None:
+    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen."""
+    value = _gift_value(target)
+    if value > settings.max_free_gift_fen:
+        raise fail(
+            field, "free_value_over_limit", _("%(name)s is worth %(value)s; at most %(limit)s may be given free."),
+            name=str(target), value=yuan(value), limit=yuan(settings.max_free_gift_fen),
+        )  # fmt: skip
+
+
+def _recheck_catalog(obj: models.Model, field: str) -> None:
+    """Run a catalog row's own validation (its model clean(), what the admin form ran) again at the
+    operation, so a row saved around the admin or made invalid by a changed setting is refused too."""
+    try:
+        obj.clean()
+    except DomainError as exc:
+        raise DomainError(field, exc.template, code=exc.code, params=exc.params) from exc
 
 
 def _check_payment_method(method: str, field: str = "payment_method") -> str:
@@ -100,31 +165,84 @@ def _check_payment_method(method: str, field: str = "payment_method") -> str:
     return method
 
 
-def _existing(model, merchant: Merchant, idempotency_key: str | None, member: Owner | None = None):
+def _request_hash(arguments: dict) -> str:
+    """A stable fingerprint of an operation's content: every argument but the actor and the key, rows by
+    model and primary key, items field by field. Stored on the record as request_hash."""
+
+    def normalized(value):
+        if isinstance(value, models.Model):
+            return f"{value._meta.label_lower}:{value.pk}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: normalized(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {str(k): normalized(v) for k, v in value.items()}
+        if isinstance(value, str | int | float | bool) or value is None:
+            return value
+        if hasattr(value, "__iter__"):
+            return [normalized(v) for v in value]
+        return str(value)
+
+    text = json.dumps(normalized(arguments), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _existing(
+    model, merchant: Merchant, idempotency_key: str | None, member: Owner | None = None, request_hash: str = ""
+):
     """The operation already recorded under this key (a retried request), or None. A key reused for
-    another member is refused rather than answered with someone else's record."""
+    another member, or with different content, is refused (idempotency_conflict) rather than answered
+    with another request's record. Records from before request_hash existed have none: not compared."""
     if not idempotency_key:
         return None
     found = model.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
-    if found is not None and member is not None and found.member_id != member.pk:
-        raise _fail("idempotency_key", "This request key was already used for another member.")
+    if found is None:
+        return None
+    if member is not None and found.member_id != member.pk:
+        raise fail(
+            "idempotency_key", "idempotency_conflict", _("This request key was already used for another member.")
+        )
+    if request_hash and found.request_hash and found.request_hash != request_hash:
+        raise fail(
+            "idempotency_key", "idempotency_conflict",
+            _("This form was already submitted with different content (recorded as %(number)s). Reload the page to "
+              "record a new operation."),
+            number=found.number,
+        )  # fmt: skip
     return found
 
 
-def _first_on_race(model):
-    """For an operation taking an idempotency key: when two identical requests race, the second one
-    waits on the first's row and then fails its unique key; answer it with the first operation
-    instead of an error. Put above @transaction.atomic so the failed attempt is rolled back first."""
+def _idempotent(model):
+    """For every operation taking an idempotency key, one place: the request's content is fingerprinted
+    (_request_hash) and stored on its record. A repeat of the key with the same content is answered with
+    the first record; with different content it is refused. When two requests race, the second waits on
+    the first's row and fails its unique key: it is then answered (or refused) the same way. Put above
+    @transaction.atomic; the operation's arguments must be keyword-only."""
 
     def decorate(fn):
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(**kwargs):
+            key = kwargs.get("idempotency_key")
+            if not key:
+                return fn(**kwargs)
+            bound = signature.bind(**kwargs)
+            bound.apply_defaults()
+            request_hash = _request_hash(
+                {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
+            )
+            member = kwargs.get("member") or kwargs["grant"].member
             try:
-                return fn(*args, **kwargs)
+                with transaction.atomic():
+                    existing = _existing(model, member.merchant, key, member, request_hash)
+                    if existing is not None:
+                        return existing
+                    record = fn(**kwargs)
+                    model.objects.filter(pk=record.pk).update(request_hash=request_hash)
+                    record.request_hash = request_hash
+                    return record
             except IntegrityError:
-                key = kwargs.get("idempotency_key")
-                member = kwargs.get("member") or getattr(kwargs.get("grant"), "member", None)
-                existing = _existing(model, member.merchant, key, member) if key and member else None
+                existing = _existing(model, member.merchant, key, member, request_hash)
                 if existing is None:
                     raise
                 return existing
@@ -132,6 +250,10 @@ def _first_on_race(model):
         return wrapper
 
     return decorate
+
+
+# The earlier name of the decorator (race handling only), kept so code written against it still works.
+_first_on_race = _idempotent
 
 
 def _acct(merchant: Merchant, purpose: str, unit: str = CNY, *, member=None, staff=None, detail: str = "") -> Account:
@@ -203,7 +325,7 @@ class _Postings:
             self.legs.append(leg)
 
 
-@_first_on_race(Recharge)
+@_idempotent(Recharge)
 @transaction.atomic
 def recharge(
     *,
@@ -218,9 +340,6 @@ def recharge(
     """Take money in and credit what it buys: principal and bonus, coupons, entitlement packages,
     vouchers, VIP periods."""
     merchant = member.merchant
-    existing = _existing(Recharge, merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
     _check_member(member, store)
     _check_payment_method(payment_method)
     if not items:
@@ -231,7 +350,7 @@ def recharge(
     postings = _Postings([])
     lines: list[RechargeLine] = []
     principal_total = bonus_total = list_total = paid_total = 0
-    revenue_total = promo_total = 0
+    revenue_total = promo_total = manual_bonus_total = 0
     pending_coupons: dict[int, int] = {}
     grants: list[Grant] = []
     vouchers: list[Voucher] = []
@@ -246,6 +365,12 @@ def recharge(
             or not 1 <= item.discount_bp <= 10000
         ):
             raise _fail(f"{f}.discount_bp", "The discount is in basis points from 1 to 10000 (10000 = no discount).")
+        if 10000 - item.discount_bp > settings.max_manual_discount_bp:
+            raise fail(
+                f"{f}.discount_bp", "free_value_over_limit",
+                _("At most %(limit)s%% off may be given by hand on a recharge line."),
+                limit=f"{settings.max_manual_discount_bp / 100:g}",
+            )  # fmt: skip
         line = RechargeLine(line_no=i, kind=item.kind, quantity=quantity, discount_bp=item.discount_bp)
         if item.kind in (RechargeLine.Kind.STORED_VALUE, RechargeLine.Kind.PLAN):
             if item.discount_bp != 10000:
@@ -255,21 +380,28 @@ def recharge(
             if item.kind == RechargeLine.Kind.STORED_VALUE:
                 unit_price = _check_fen(item.amount_fen, f"{f}.amount_fen", allow_zero=False)
                 bonus = _check_fen(item.bonus_fen, f"{f}.bonus_fen") * quantity
+                manual_bonus_total += bonus
+                _check_manual_bonus(bonus, unit_price * quantity, manual_bonus_total, settings, f"{f}.bonus_fen")
             else:
                 plan = item.plan
                 if plan is None or not plan.is_active:
                     raise _fail(f"{f}.plan", "Choose an active recharge plan.")
                 _check_same_merchant(plan, member, f"{f}.plan")
+                for gift in (plan.gift_coupon, plan.gift_package, plan.gift_vip):
+                    _check_same_merchant(gift, member, f"{f}.plan")
+                _recheck_catalog(plan, f"{f}.plan")  # bonus and gifts within the plan share
                 line.plan = plan
                 unit_price, bonus = plan.pay_fen, plan.bonus_fen * quantity
                 if plan.gift_coupon_id and plan.gift_coupon_quantity:
                     gifts = plan.gift_coupon_quantity * quantity
+                    _check_benefit_count(len(grants) + gifts, f"{f}.quantity")
                     _check_coupon_limit(member, plan.gift_coupon, gifts, f"{f}.plan", pending_coupons)
-                    for _ in range(gifts):
+                    for _n in range(gifts):
                         grants.append(_new_coupon_grant(member, plan.gift_coupon, 0, number, now))
                 if plan.gift_package_id:
-                    for _ in range(quantity):
+                    for _n in range(quantity):
                         grants.extend(_new_package_grants(member, plan.gift_package, 0, number, now))
+                        _check_benefit_count(len(grants), f"{f}.quantity")
                 if plan.gift_vip_id:
                     vip_purchases.extend([plan.gift_vip] * quantity)
             amount = unit_price * quantity
@@ -277,16 +409,20 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = _priced_line(line, item, "coupon_template", "coupon template", member, f)
+            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings)
+            _check_benefit_count(len(grants) + quantity, f"{f}.quantity")
             _check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             shares = _allocate(line.amount_fen, [1] * quantity)
             grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = _priced_line(line, item, "package", "entitlement package", member, f)
+            package = _priced_line(line, item, "package", "entitlement package", member, f, settings)
             for share in _allocate(line.amount_fen, [1] * quantity):
                 grants.extend(_new_package_grants(member, package, share, number, now))
+                _check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = _priced_line(line, item, "voucher_template", "voucher template", member, f)
+            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings)
+            _recheck_catalog(template, f"{f}.voucher_template")  # sold below face within the plan share
+            _check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
                 raise _fail(f"{f}.voucher_template", "A voucher cannot be sold for more than its face value.")
@@ -298,13 +434,14 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f)
+            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
             raise _fail(f"{f}.kind", f"Unknown recharge line kind '{item.kind}'.")
         list_total += line.unit_price_fen * quantity
         paid_total += line.amount_fen
+        _check_ceiling(paid_total, settings.max_recharge_fen, "items", _("recharge"))
         lines.append(line)
 
     if paid_total <= 0:
@@ -346,13 +483,32 @@ def recharge(
     return record
 
 
-def _priced_line(line: RechargeLine, item: RechargeItem, attr: str, label: str, member: Owner, field: str):
+def _check_manual_bonus(bonus: int, paid: int, running_total: int, settings: WalletSettings, field: str) -> None:
+    """A bonus typed in by hand: at most max_manual_bonus_bp of the stored value it comes with, and at
+    most max_manual_bonus_fen over the whole recharge. A plan's bonus is configured, so not counted."""
+    share = paid * settings.max_manual_bonus_bp // 10000
+    if bonus > share or running_total > settings.max_manual_bonus_fen:
+        raise fail(
+            field, "free_value_over_limit",
+            _("A bonus of %(bonus)s is over the limit: at most %(share)s%% of the stored value paid (%(allowed)s "
+              "here) and %(cap)s per recharge. Use a recharge plan."),
+            bonus=yuan(bonus), share=f"{settings.max_manual_bonus_bp / 100:g}", allowed=yuan(share),
+            cap=yuan(settings.max_manual_bonus_fen),
+        )  # fmt: skip
+
+
+def _priced_line(
+    line: RechargeLine, item: RechargeItem, attr: str, label: str, member: Owner, field: str, settings: WalletSettings
+):
     """Validate the catalog item a recharge line sells (chosen, active, this merchant's), put it on
-    the line and price the line: quantity × price × discount, rounded half up."""
+    the line and price the line: quantity × price × discount, rounded half up. A template priced 0 is
+    a gift, bounded like one given free (max_free_gift_fen per unit)."""
     target = getattr(item, attr)
     if target is None or not target.is_active:
         raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
     _check_same_merchant(target, member, f"{field}.{attr}")
+    if not target.price_fen:
+        _check_free_gift(target, settings, f"{field}.{attr}")
     setattr(line, attr, target)
     line.unit_price_fen = target.price_fen
     line.amount_fen = rules.apply_rate_bp(target.price_fen * line.quantity, item.discount_bp)
@@ -409,6 +565,8 @@ def _new_package_grants(member: Owner, package: EntitlementPackage, paid: int, s
     items = list(package.items.select_related("service").order_by("id"))
     if not items:
         raise _fail("package", f"Package {package} has no services.")
+    for it in items:
+        _check_same_merchant(it.service, member, "package")
     # The price paid is spread over the services by their list value, so each use refunds at what it cost.
     shares = _allocate(paid, [it.service.list_price_fen * it.quantity or 1 for it in items])
     valid_until = now + datetime.timedelta(days=package.valid_days) if package.valid_days else None
@@ -507,11 +665,14 @@ def issue_coupons(
         raise _fail("reason", "Say why the coupons are issued (e.g. new member, spend threshold).")
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
+    _check_free_gift(template, wallet_settings(merchant), "template")
     member_ids = list(dict.fromkeys(member_ids))
     members = {m.pk: m for m in Owner.objects.filter(merchant=merchant, pk__in=member_ids, status=Owner.Status.ACTIVE)}
     unknown = [m for m in member_ids if m not in members]
     if unknown:
-        raise _fail("member_ids", f"{len(unknown)} members are not active members of {merchant}: {unknown[:10]}.")
+        # Members of another merchant are reported like unknown ones (no names, no ids).
+        raise fail("member_ids", "other_merchant", _("%(count)s of the members are not active members of %(merchant)s."),
+                   count=len(unknown), merchant=str(merchant))  # fmt: skip
     skipped: list[int] = []
     if template.per_member_limit:
         held: dict[int, int] = {}
@@ -551,8 +712,9 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
     _check_same_merchant(template, member, "template")
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
-    now = timezone.now()
     merchant = member.merchant
+    _check_free_gift(template, wallet_settings(merchant), "template")
+    now = timezone.now()
     ref = member_services.next_business_number(merchant, "fq")
     voucher = Voucher.objects.create(
         merchant=merchant, member=member, template=template, face_value_fen=template.amount_fen, paid_fen=0,
@@ -577,6 +739,7 @@ def award_activity_points(
     _check_same_merchant(rule, member, "rule")
     if not rule.is_active:
         raise _fail("rule", f"{rule} is not active.")
+    _recheck_catalog(rule, "rule")  # points within max_activity_points
     if not occasion.strip():
         raise _fail("occasion", "Say which occasion earns the points.")
     merchant = member.merchant
@@ -597,7 +760,7 @@ def _points_for_count(member: Owner, settings: WalletSettings, now, points: int)
 # ---------------------------------------------------------------- service record (服务记录, fw…)
 
 
-@_first_on_race(ServiceRecord)
+@_idempotent(ServiceRecord)
 @transaction.atomic
 def record_service(
     *,
@@ -610,12 +773,8 @@ def record_service(
     idempotency_key: str | None = None,
 ) -> ServiceRecord:
     merchant = member.merchant
-    existing = _existing(ServiceRecord, merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
     _check_member(member, store)
-    if staff.merchant_id != merchant.pk:
-        raise _fail("staff", "The serving staff member works for another merchant.")
+    _check_merchant(staff, merchant.pk, "staff")
     record = ServiceRecord.objects.create(
         merchant=merchant, number=member_services.next_business_number(merchant, "fw"), member=member, store=store,
         operator=_user(actor), staff=staff, notes=notes, idempotency_key=idempotency_key,
@@ -651,7 +810,7 @@ def unit_price_for(member: Owner, service: Service) -> int:
     return rules.apply_rate_bp(service.member_price_fen, rate)
 
 
-@_first_on_race(Consumption)
+@_idempotent(Consumption)
 @transaction.atomic
 def consume(
     *,
@@ -667,14 +826,16 @@ def consume(
     upgrade the level when a threshold is crossed. One ledger entry per line, so a line can be refunded
     exactly."""
     merchant = member.merchant
-    existing = _existing(Consumption, merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
     _check_member(member, store)
     if not items:
         raise _fail("items", "A consumption needs at least one line.")
+    _check_merchant(service_record, merchant.pk, "service_record")
     if service_record is not None and (service_record.member_id != member.pk):
         raise _fail("service_record", "The service record is of another member.")
+    for i, item in enumerate(items):
+        # Every row a line names is this merchant's, before anything is locked or counted.
+        for name in ("service", "staff", "grant", "voucher"):
+            _check_merchant(getattr(item, name), merchant.pk, f"items[{i}].{name}")
     settings = wallet_settings(merchant)
     now = timezone.now()
 
@@ -701,15 +862,12 @@ def consume(
     for i, item in enumerate(items, start=1):
         f = f"items[{i - 1}]"
         service = item.service
-        if service.merchant_id != merchant.pk:
-            raise _fail(f"{f}.service", f"{service} belongs to another merchant.")
         if not service.is_active:
             raise _fail(f"{f}.service", f"{service} is not on sale.")
         quantity = _check_positive_int(item.quantity, f"{f}.quantity")
-        if item.staff is not None and item.staff.merchant_id != merchant.pk:
-            raise _fail(f"{f}.staff", "The serving staff member works for another merchant.")
         unit_price = unit_price_for(member, service)
         payable = unit_price * quantity
+        _check_ceiling(payable_total + payable, settings.max_consumption_fen, "items", _("consumption"))
         line = ConsumptionLine(line_no=i, service=service, quantity=quantity, unit_price_fen=unit_price,
                                payable_fen=payable, staff=item.staff)  # fmt: skip
         legs: list = []
@@ -803,7 +961,9 @@ def consume(
                 raise _fail(f"{f}.service", f"{service} has no price to charge; record it with a grant or not at all.")
 
         if item.staff is not None:
-            commission = _commission(service, item.staff, payable, quantity)
+            # Never more than the line earned: the money paid for it, or the prepaid value its uses recognise.
+            earned = line.deferred_fen if line.grant is not None else payable
+            commission = _commission(service, item.staff, payable, quantity, earned)
             if commission:
                 line.commission_fen = commission
                 legs += [ledger.increase(_acct(merchant, "commission_expense"), commission),
@@ -833,12 +993,11 @@ def consume(
         )  # fmt: skip
         line.consumption = consumption
         line.entry_id = entry.pk
-    ConsumptionLine.objects.bulk_create([line for line, _ in planned])
+    ConsumptionLine.objects.bulk_create([line for line, _legs in planned])
     _upgrade_level(member, actor)
     return consumption
 
 
-@_first_on_race(Consumption)
 @transaction.atomic
 def consume_with_service_record(
     *,
@@ -851,10 +1010,8 @@ def consume_with_service_record(
     tags: Sequence[str] = (),
     idempotency_key: str | None = None,
 ) -> Consumption:
-    """A visit (服务记录 fw…) and the consumption that pays for it, standing or falling together."""
-    existing = _existing(Consumption, member.merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
+    """A visit (服务记录 fw…) and the consumption that pays for it, standing or falling together. Both
+    records take the key; a replay is answered (or refused as a conflict) by each of the two calls."""
     record = record_service(member=member, staff=staff, store=store, actor=actor, notes=notes, tags=tags,
                             idempotency_key=idempotency_key)  # fmt: skip
     return consume(member=member, store=store, items=items, actor=actor, service_record=record,
@@ -881,12 +1038,12 @@ def _check_voucher_usable(voucher: Voucher, member: Owner, now, field: str) -> N
         raise _fail(field, "The voucher is not valid yet.")
 
 
-def _commission(service: Service, staff: Staff, payable: int, quantity: int) -> int:
+def _commission(service: Service, staff: Staff, payable: int, quantity: int, earned: int) -> int:
     rule = service.commission_rules.filter(staff_level=staff.level).first()
     kind, value = (rule.kind, rule.value) if rule else (service.commission_kind, service.commission_value)
     if kind == CommissionKind.NONE:
         return 0
-    return rules.commission_for(kind, value, payable, quantity)
+    return rules.commission_for(kind, value, payable, quantity, earned)
 
 
 def _upgrade_level(member: Owner, actor) -> None:
@@ -910,7 +1067,7 @@ def _upgrade_level(member: Owner, actor) -> None:
 # ---------------------------------------------------------------- entitlement refund (权益退款, tqy…)
 
 
-@_first_on_race(EntitlementRefund)
+@_idempotent(EntitlementRefund)
 @transaction.atomic
 def refund_consumption_lines(
     *,
@@ -924,15 +1081,19 @@ def refund_consumption_lines(
     """Reverse chosen consumption lines exactly: the same principal/bonus split, the same voucher and
     grant accounts, the commission and the points they earned. A line is never refunded twice."""
     merchant = member.merchant
-    existing = _existing(EntitlementRefund, merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
     if not reason.strip():
         raise _fail("reason", "A refund needs a reason.")
     if not lines:
         raise _fail("lines", "Choose the consumption lines to refund.")
-    if store is not None and store.merchant_id != merchant.pk:
-        raise _fail("store", "The store belongs to another merchant.")
+    _check_merchant(store, merchant.pk, "store")
+    if (
+        ConsumptionLine.objects.filter(pk__in=[line.pk for line in lines])
+        .exclude(consumption__merchant=merchant)
+        .exists()
+    ):
+        raise fail(
+            "lines", "other_merchant", _("This %(kind)s belongs to another merchant."), kind=_("consumption line")
+        )
     ids = sorted({line.pk for line in lines})
     locked = list(
         ConsumptionLine.objects.select_for_update(of=("self",))
@@ -1011,7 +1172,7 @@ def _points_lot_expired(account: Account, now) -> bool:
 # ---------------------------------------------------------------- cash refund (现金退款, txj…)
 
 
-@_first_on_race(CashRefund)
+@_idempotent(CashRefund)
 @transaction.atomic
 def cash_refund_stored_value(
     *,
@@ -1024,14 +1185,10 @@ def cash_refund_stored_value(
 ) -> CashRefund:
     """Pay out all unused principal; the bonus is forfeited to breakage, never paid. Closes the card."""
     merchant = member.merchant
-    existing = _existing(CashRefund, merchant, idempotency_key, member)
-    if existing is not None:
-        return existing
     _check_payment_method(payment_method)
     if not reason.strip():
         raise _fail("reason", "A refund needs a reason.")
-    if store is not None and store.merchant_id != merchant.pk:
-        raise _fail("store", "The store belongs to another merchant.")
+    _check_merchant(store, merchant.pk, "store")
     card = _lock_card(member, create=False)
     principal_acct, bonus_acct = _stored_value_accounts(member)
     current = ledger_selectors.balances([principal_acct, bonus_acct])
@@ -1096,7 +1253,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     return legs
 
 
-@_first_on_race(CashRefund)
+@_idempotent(CashRefund)
 @transaction.atomic
 def cash_refund_grant(
     *,
@@ -1110,9 +1267,7 @@ def cash_refund_grant(
     """Pay out the unused uses of a coupon or entitlement at the price actually paid for them; the
     grant is closed."""
     merchant = grant.merchant
-    existing = _existing(CashRefund, merchant, idempotency_key, grant.member)
-    if existing is not None:
-        return existing
+    _check_merchant(store, merchant.pk, "store")
     _check_payment_method(payment_method)
     if not reason.strip():
         raise _fail("reason", "A refund needs a reason.")

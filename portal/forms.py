@@ -259,13 +259,28 @@ class ConsumptionForm(OperationForm):
         return item
 
 
+class _LineChoiceField(forms.ModelMultipleChoiceField):
+    """Checkbox ids of consumption lines. An id beyond a 64-bit column is no line: refuse it before
+    the lookup (SQLite raises OverflowError on such a parameter, which Django's field does not catch)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            try:
+                number = int(str(pk))
+            except ValueError:
+                continue  # the stock field answers non-numbers with invalid_pk_value
+            if not 0 < number < 2**63:
+                raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super()._check_values(value)
+
+
 class RefundForm(OperationForm):
     """Refund chosen consumption lines (权益退款). Operators execute it directly for now; an approval
     workflow will stand in front of it later."""
 
     prefix = "refund"
 
-    lines = forms.ModelMultipleChoiceField(
+    lines = _LineChoiceField(
         label=_("Lines to refund"),
         queryset=ConsumptionLine.objects.none(),
         widget=forms.CheckboxSelectMultiple,

@@ -246,3 +246,33 @@ def test_form_choices_show_yuan_with_separators(shop):
     assert any("¥12,345.67" in str(label) and "¥1,000.00" in str(label) for label in labels), labels
     consume = ConsumptionForm(member=shop.member, stores=shop.merchant.stores.all(), user=None)
     assert any("¥50.00" in str(label) for _, label in consume.fields["voucher"].choices)
+
+
+CHOICE_FIELDS = [("recharge", "store"), ("recharge", "plan"), ("recharge", "coupon_template"),
+                 ("recharge", "package"), ("consume", "store"), ("consume", "service"), ("consume", "staff"),
+                 ("consume", "grant"), ("consume", "voucher"), ("refund", "store"), ("refund", "lines")]  # fmt: skip
+
+
+@pytest.mark.parametrize("form,field", CHOICE_FIELDS)
+@pytest.mark.parametrize("value", [str(2**31), str(2**63), str(2**70), "-1", "1.5", "1e3"])
+def test_out_of_range_ids_in_choice_fields_are_field_errors(operator_client, shop, form, field, value):
+    kinds = {"plan": "plan", "coupon_template": "coupon", "package": "package"}
+    fields = _valid(shop, form) | {field: [value] if field == "lines" else value}
+    if field in kinds:
+        fields |= {"kind": kinds[field], "amount": ""}
+    if field in ("grant", "voucher"):
+        fields |= {"funding": field}
+    before = _counts()
+    response = _post(operator_client, shop, form, fields)
+    assert response.status_code == 200
+    assert field in response.context[FORM_CONTEXT[form]].errors
+    assert _counts() == before
+
+
+@pytest.mark.parametrize("url_name", ["member", "recharge", "consume", "refund"])
+@pytest.mark.parametrize("pk", [2**31, 2**63, 2**70])
+def test_member_ids_beyond_the_columns_are_404(operator_client, url_name, pk):
+    url = reverse(f"members:{url_name}", kwargs={"pk": pk})
+    assert operator_client.get(url).status_code == 404
+    if url_name != "member":
+        assert operator_client.post(url, {}).status_code == 404

@@ -1,4 +1,12 @@
-"""Roles: Django groups with model permissions, plus object permissions on the stores a role is granted on."""
+"""Roles: Django groups with model permissions, plus object permissions on the stores a role is granted on.
+
+Who may do what (docs: issue 9 item 1): prices, plans, templates, level benefits and wallet settings
+belong to the merchant admin (and the platform admin). Operators record operations: they register and
+maintain members and read the rest; the operations themselves are authorised per store by the
+`operate_store` object permission, not by model permissions. Approvers and finance read; clerks see
+members only. Every model of the members, wallet and ledger apps is listed in exactly one of the
+tables below (a test checks it), so a new model gets a deliberate decision instead of a wildcard.
+"""
 
 from __future__ import annotations
 
@@ -21,19 +29,64 @@ STORE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     CLERK: ("view_store", "redeem_store"),
 }
 
-# Model permissions ("app_label.codename" patterns) each group holds. "*" means every action on the model.
-_MEMBER_MODELS = ("owner", "membercard", "room", "building", "estate", "level")
+# Pricing and marketing ("app_label.model"): only the merchant admin adds, changes or deletes them.
+PRICING_MODELS = (
+    "members.level",  # discount rate, points multiplier, upgrade thresholds
+    "wallet.walletsettings",
+    "wallet.activitypointsrule",
+    "wallet.servicecategory",
+    "wallet.service",
+    "wallet.commissionrule",
+    "wallet.vouchertemplate",
+    "wallet.coupontemplate",
+    "wallet.entitlementpackage",
+    "wallet.packageitem",
+    "wallet.vipcardtype",
+    "wallet.rechargeplan",
+)
+# The merchant's organisation: stores, staff and the property tree (estates → buildings → rooms).
+ORGANISATION_MODELS = ("members.store", "members.staff", "members.estate", "members.building", "members.room")
+# Members and their cards: operators register and maintain them.
+MEMBER_MODELS = ("members.owner", "members.membercard")
+# Records written only by the services (business records, benefits held, ledger, audit): read-only
+# for everyone; nobody adds or changes them through model permissions.
+RECORD_MODELS = (
+    "members.auditevent",
+    "members.dailysequence",
+    "wallet.storedvaluecard",
+    "wallet.voucher",
+    "wallet.grant",
+    "wallet.vipmembership",
+    "wallet.recharge",
+    "wallet.rechargeline",
+    "wallet.servicetag",
+    "wallet.servicerecord",
+    "wallet.consumption",
+    "wallet.consumptionline",
+    "wallet.entitlementrefund",
+    "wallet.cashrefund",
+)
+# Ledger models are all records: "ledger.view_*" below.
+
+
+def _perms(models: tuple[str, ...], *actions: str) -> tuple[str, ...]:
+    return tuple(f"{m.split('.')[0]}.{a}_{m.split('.')[1]}" for m in models for a in actions)
+
+
+_READ_ALL = ("wallet.view_*", "ledger.view_*")
+# What every back-office role reads besides members: the organisation (but not staff) and the levels.
+_READ_CONTEXT = _perms(("members.store", "members.estate", "members.building", "members.room", "members.level"), "view")
+
+# Model permissions ("app_label.codename" patterns) each group holds. "*" means every permission.
 GROUP_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
     PLATFORM_ADMIN: ("*",),
-    MERCHANT_ADMIN: tuple(
-        f"members.{a}_{m}" for m in (*_MEMBER_MODELS, "store", "staff") for a in ("view", "add", "change")
-    )
-    + ("wallet.*", "ledger.view_*"),
-    OPERATOR: tuple(f"members.{a}_{m}" for m in _MEMBER_MODELS for a in ("view", "add", "change"))
-    + ("members.view_store", "wallet.view_*", "wallet.add_*", "ledger.view_*"),
-    APPROVER: tuple(f"members.view_{m}" for m in (*_MEMBER_MODELS, "store")) + ("wallet.view_*", "ledger.view_*"),
-    FINANCE: tuple(f"members.view_{m}" for m in (*_MEMBER_MODELS, "store")) + ("wallet.view_*", "ledger.view_*"),
-    CLERK: ("members.view_owner", "members.view_membercard"),
+    MERCHANT_ADMIN: _perms(MEMBER_MODELS + ORGANISATION_MODELS, "view", "add", "change")
+    + _perms(PRICING_MODELS, "view", "add", "change", "delete")
+    + _READ_ALL,
+    OPERATOR: _perms(MEMBER_MODELS, "view", "add", "change") + _READ_CONTEXT + _READ_ALL,
+    APPROVER: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL,
+    FINANCE: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL,
+    CLERK: _perms(MEMBER_MODELS, "view"),
 }
 
 # Roles whose users may sign in to the Django admin (is_staff).

@@ -10,9 +10,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import assign_perm, remove_perm
+
+from core.errors import fail
 
 from . import roles
 from .models import AuditEvent, DailySequence, Level, MemberCard, Merchant, Owner, Room, Staff, Store, mobile_validator
@@ -86,40 +89,77 @@ def record_audit(
     )
 
 
+# ---------------------------------------------------------------- text
+
+
+def clean_text(value: str | None, field: str, *, required: bool = False, max_length: int | None = None) -> str:
+    """Stripped text for `field`; refuses NUL characters (PostgreSQL cannot store them), an empty
+    required value and text longer than the column, each with a field error instead of a database error."""
+    text = (value or "").strip()
+    if "\x00" in text:
+        raise fail(field, "text_nul", _("The text contains a NUL character; remove it."))
+    if required and not text:
+        raise fail(field, "required", _("This field is required."))
+    if max_length is not None and len(text) > max_length:
+        raise fail(field, "text_too_long", _("At most %(limit)s characters."), limit=max_length)
+    return text
+
+
+def _mobile_taken(mobile: str) -> ValidationError:
+    return fail(
+        "mobile", "mobile_taken", _("Mobile %(mobile)s is already registered with this merchant."), mobile=mobile
+    )
+
+
 # ---------------------------------------------------------------- owners
 
 
 def _validate_mobile(merchant: Merchant, mobile: str, *, exclude_owner: Owner | None = None) -> str:
-    mobile = (mobile or "").strip()
+    mobile = clean_text(mobile, "mobile")
     if not mobile:
-        raise ValidationError({"mobile": "Mobile phone is required."})
+        raise fail("mobile", "mobile_required", _("Mobile phone is required."))
     try:
         mobile_validator(mobile)
-    except ValidationError as exc:
-        raise ValidationError(
-            {"mobile": f"'{mobile}' is not a valid mainland mobile number: {exc.messages[0]}"}
+    except ValidationError:
+        raise fail(
+            "mobile",
+            "mobile_invalid",
+            _("%(mobile)s is not a valid mainland mobile number: 11 digits starting with 13–19."),
+            mobile=mobile[:20],
         ) from None
     taken = Owner.objects.filter(merchant=merchant, mobile=mobile)
     if exclude_owner is not None:
         taken = taken.exclude(pk=exclude_owner.pk)
     if taken.exists():
-        raise ValidationError({"mobile": f"Mobile {mobile} is already registered with this merchant."})
+        raise _mobile_taken(mobile)
     return mobile
+
+
+def _save_owner(owner: Owner) -> None:
+    """Save an owner; a concurrent registration or change that took the same mobile number first (the
+    unique constraint, not our earlier check, decides races) is a field error on `mobile`."""
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction stays usable
+            owner.save()
+    except IntegrityError:
+        if Owner.objects.filter(merchant_id=owner.merchant_id, mobile=owner.mobile).exclude(pk=owner.pk).exists():
+            raise _mobile_taken(owner.mobile) from None
+        raise
 
 
 def _validate_rooms(merchant: Merchant, rooms: Iterable[Room]) -> list[Room]:
     rooms = list(rooms)
     ids = [r.pk for r in rooms]
     own = set(Room.objects.filter(pk__in=ids, building__estate__merchant=merchant).values_list("pk", flat=True))
-    foreign = [str(r) for r in rooms if r.pk not in own]
-    if foreign:
-        raise ValidationError({"rooms": f"Rooms of another merchant cannot be bound: {', '.join(foreign)}."})
+    if any(r.pk not in own for r in rooms):
+        # Name no room: they are another merchant's.
+        raise fail("rooms", "room_foreign", _("Some of the rooms belong to another merchant and cannot be bound."))
     return rooms
 
 
 def _validate_level(merchant: Merchant, level: Level | None) -> Level | None:
     if level is not None and level.merchant_id != merchant.pk:
-        raise ValidationError({"level": "The level belongs to another merchant."})
+        raise fail("level", "level_foreign", _("The level belongs to another merchant."))
     return level
 
 
@@ -151,16 +191,19 @@ def register_owner(
     birthday: datetime.date | None = None,
     joined_at: datetime.datetime | None = None,
 ) -> Owner:
-    """Register an owner: validate, assign the member number, bind rooms, issue the first card."""
-    name = (name or "").strip()
+    """Register an owner: validate, assign the member number, bind rooms, issue the first card.
+
+    Two registrations of one mobile number racing: the loser gets a DomainError on `mobile`
+    (code mobile_taken) and nothing of it is written."""
+    name = clean_text(name, "name", max_length=Owner._meta.get_field("name").max_length)
     if not name:
-        raise ValidationError({"name": "Name is required."})
+        raise fail("name", "name_required", _("Name is required."))
     mobile = _validate_mobile(merchant, mobile)
     rooms = _validate_rooms(merchant, rooms)
     if level is None:
         level = Level.objects.filter(merchant=merchant).order_by("rank").first()
     level = _validate_level(merchant, level)
-    owner = Owner.objects.create(
+    owner = Owner(
         merchant=merchant,
         member_number=next_member_number(merchant),
         name=name,
@@ -170,6 +213,7 @@ def register_owner(
         joined_at=joined_at or timezone.now(),
         registered_by=actor if actor and actor.is_authenticated else None,
     )
+    _save_owner(owner)
     if rooms:
         owner.rooms.set(rooms)
     _issue_card(owner)
@@ -198,12 +242,15 @@ def update_owner(
     owner = Owner.objects.select_for_update().get(pk=owner.pk)
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
-    if name is not None and name.strip() != owner.name:
-        if not name.strip():
-            raise ValidationError({"name": "Name is required."})
-        before["name"], after["name"] = owner.name, name.strip()
-        owner.name = name.strip()
-    if mobile is not None and mobile.strip() != owner.mobile:
+    reason = clean_text(reason, "reason")
+    if name is not None:
+        name = clean_text(name, "name", max_length=Owner._meta.get_field("name").max_length)
+    if name is not None and name != owner.name:
+        if not name:
+            raise fail("name", "name_required", _("Name is required."))
+        before["name"], after["name"] = owner.name, name
+        owner.name = name
+    if mobile is not None and clean_text(mobile, "mobile") != owner.mobile:
         mobile = _validate_mobile(owner.merchant, mobile, exclude_owner=owner)
         before["mobile"], after["mobile"] = owner.mobile, mobile
         owner.mobile = mobile
@@ -211,7 +258,7 @@ def update_owner(
         _validate_level(owner.merchant, level)
         before["level"], after["level"] = owner.level_id, level.pk
         owner.level = level
-    owner.save()
+    _save_owner(owner)
     if rooms is not None:
         rooms = _validate_rooms(owner.merchant, rooms)
         old = sorted(owner.rooms.values_list("pk", flat=True))
@@ -235,12 +282,13 @@ def update_owner(
 @transaction.atomic
 def set_owner_status(owner: Owner, status: str, *, actor: AbstractBaseUser | None, reason: str) -> Owner:
     if status not in Owner.Status.values:
-        raise ValidationError({"status": f"Unknown status '{status}'."})
-    if not reason.strip():
-        raise ValidationError({"reason": "A reason is required to change a member's status."})
+        raise fail("status", "status_unknown", _("Unknown member status."))
+    reason = clean_text(reason, "reason")
+    if not reason:
+        raise fail("reason", "reason_required", _("A reason is required to change a member's status."))
     owner = Owner.objects.select_for_update().get(pk=owner.pk)
     if owner.status == Owner.Status.CLOSED:
-        raise ValidationError({"status": "A closed membership cannot be reopened."})
+        raise fail("status", "membership_closed", _("A closed membership cannot be reopened."))
     previous = owner.status
     owner.status = status
     owner.save(update_fields=["status"])
@@ -270,9 +318,15 @@ def replace_card(card: MemberCard, *, actor: AbstractBaseUser | None, reason: st
     """Lost-card replacement (挂失补卡): the old card dies and a new card with a new secret is issued."""
     card = MemberCard.objects.select_for_update().select_related("owner").get(pk=card.pk)
     if card.status != MemberCard.Status.ACTIVE:
-        raise ValidationError({"card": f"Card {card.card_number} is {card.get_status_display()}, not active."})
+        raise fail(
+            "card",
+            "card_not_active",
+            _("Card %(card)s is %(status)s, not active."),
+            card=card.card_number,
+            status=card.get_status_display(),
+        )
     if card.owner.status == Owner.Status.CLOSED:
-        raise ValidationError({"card": "The membership is closed."})
+        raise fail("card", "membership_closed", _("The membership is closed."))
     card.status = MemberCard.Status.REPLACED
     card.closed_at = timezone.now()
     card.save(update_fields=["status", "closed_at"])
@@ -343,26 +397,37 @@ def create_staff(
 ) -> Staff:
     """Create a staff member with a login, the role's group and the role on each given store."""
     if role not in roles.ROLES:
-        raise ValidationError({"role": f"Unknown role '{role}'."})
-    if not username.strip():
-        raise ValidationError({"username": "A username is required."})
+        raise fail("role", "role_unknown", _("Unknown role."))
+    username = clean_text(username, "username", max_length=User._meta.get_field("username").max_length)
+    if not username:
+        raise fail("username", "username_required", _("A username is required."))
+    name = clean_text(name, "name", max_length=Staff._meta.get_field("name").max_length)
+    mobile = clean_text(mobile, "mobile")
     if User.objects.filter(username=username).exists():
-        raise ValidationError({"username": f"Username '{username}' is taken."})
+        raise fail("username", "username_taken", _("Username %(username)s is taken."), username=username)
     if mobile:
         try:
             mobile_validator(mobile)
         except ValidationError:
-            raise ValidationError({"mobile": f"'{mobile}' is not a valid mainland mobile number."}) from None
+            raise fail(
+                "mobile", "mobile_invalid", _("%(mobile)s is not a valid mainland mobile number."), mobile=mobile[:20]
+            ) from None
     stores = list(stores)
     for store in stores:
         if store.merchant_id != merchant.pk:
-            raise ValidationError({"stores": f"Store {store} belongs to another merchant."})
+            raise fail("stores", "store_foreign", _("A chosen store belongs to another merchant."))
     user = User(username=username, first_name=name, is_staff=role in roles.ADMIN_SITE_ROLES)
     if password:
         user.set_password(password)
     else:
         user.set_unusable_password()
-    user.save()
+    try:
+        with transaction.atomic():  # the same username registered concurrently: a field error, not a 500
+            user.save()
+    except IntegrityError:
+        if User.objects.filter(username=username).exists():
+            raise fail("username", "username_taken", _("Username %(username)s is taken."), username=username) from None
+        raise
     user.groups.add(Group.objects.get(name=role))
     staff = Staff.objects.create(user=user, merchant=merchant, name=name, mobile=mobile, role=role, level=level)
     for store in stores:
@@ -381,9 +446,9 @@ def create_staff(
 def grant_store_role(staff: Staff, store: Store, role: str, *, actor: AbstractBaseUser | None) -> None:
     """Grant `role` to the staff member on `store` only: object permissions on that store, nothing wider."""
     if role not in roles.ROLES:
-        raise ValidationError({"role": f"Unknown role '{role}'."})
+        raise fail("role", "role_unknown", _("Unknown role."))
     if store.merchant_id != staff.merchant_id:
-        raise ValidationError({"store": "The store belongs to another merchant."})
+        raise fail("store", "store_foreign", _("The store belongs to another merchant."))
     staff.stores.add(store)
     staff.user.groups.add(Group.objects.get(name=role))
     for codename in roles.STORE_PERMISSIONS[role]:

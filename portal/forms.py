@@ -13,9 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from ledger.money import format_fen, parse_fen
+from core.money import yuan
+from ledger.money import parse_fen
 from members import selectors as member_selectors
 from members.models import Owner, Store
+from wallet import permissions as wallet_permissions
+from wallet import rules as wallet_rules
 from wallet import selectors as wallet_selectors
 from wallet import services as wallet_services
 from wallet.models import ConsumptionLine, PaymentMethod, RechargeLine
@@ -39,11 +42,12 @@ class OperationForm(forms.Form):
     # Service error keys (the part after "items[n]." for line errors) → form field; None = non-field.
     error_fields: dict[str, str | None] = {}
 
-    def __init__(self, *args, member: Owner, stores: QuerySet[Store], **kwargs):
+    def __init__(self, *args, member: Owner, stores: QuerySet[Store], user, **kwargs):
         initial = kwargs.setdefault("initial", {})
         initial.setdefault("token", uuid.uuid4())
         super().__init__(*args, **kwargs)
         self.member = member
+        self.user = user
         self.fields["store"].queryset = stores
         if len(stores) == 1:
             self.fields["store"].initial = stores[0].pk
@@ -85,7 +89,7 @@ class RechargeForm(OperationForm):
     bonus = forms.CharField(label=_("Bonus (yuan)"), required=False, max_length=16)
     coupon_template = forms.ModelChoiceField(label=_("Coupon"), queryset=None, required=False)
     package = forms.ModelChoiceField(label=_("Entitlement package"), queryset=None, required=False)
-    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, initial=1)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=wallet_rules.MAX_LINE_QUANTITY, initial=1)
     note = forms.CharField(label=_("Note"), required=False, max_length=200)
 
     error_fields = {"amount_fen": "amount", "bonus_fen": "bonus", "items": None}
@@ -94,13 +98,13 @@ class RechargeForm(OperationForm):
         super().__init__(*args, **kwargs)
         merchant = self.member.merchant
         self.fields["plan"].queryset = wallet_selectors.recharge_plans_for(merchant)
-        self.fields["plan"].label_from_instance = lambda p: _("%(name)s (pay ¥%(pay)s, bonus ¥%(bonus)s)") % {
-            "name": p.name, "pay": format_fen(p.pay_fen), "bonus": format_fen(p.bonus_fen),
+        self.fields["plan"].label_from_instance = lambda p: _("%(name)s (pay %(pay)s, bonus %(bonus)s)") % {
+            "name": p.name, "pay": yuan(p.pay_fen), "bonus": yuan(p.bonus_fen),
         }  # fmt: skip
         self.fields["coupon_template"].queryset = wallet_selectors.coupon_templates_for(merchant)
-        self.fields["coupon_template"].label_from_instance = lambda t: f"{t.name} (¥{format_fen(t.price_fen)})"
+        self.fields["coupon_template"].label_from_instance = lambda t: f"{t.name} ({yuan(t.price_fen)})"
         self.fields["package"].queryset = wallet_selectors.packages_for(merchant)
-        self.fields["package"].label_from_instance = lambda p: f"{p.name} (¥{format_fen(p.price_fen)})"
+        self.fields["package"].label_from_instance = lambda p: f"{p.name} ({yuan(p.price_fen)})"
 
     def clean(self):
         cleaned = super().clean()
@@ -152,7 +156,7 @@ class ConsumptionForm(OperationForm):
     ]
 
     service = forms.ModelChoiceField(label=_("Service"), queryset=None)
-    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, initial=1)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=wallet_rules.MAX_LINE_QUANTITY, initial=1)
     staff = forms.ModelChoiceField(label=_("Served by"), queryset=None)
     funding = forms.ChoiceField(label=_("Paid with"), choices=FUNDING, initial="stored_value", widget=forms.RadioSelect)
     payment_method = forms.ChoiceField(
@@ -188,7 +192,7 @@ class ConsumptionForm(OperationForm):
         voucher_left = {held.obj.pk: held.balance for held in benefits.vouchers}
         self.fields["service"].queryset = wallet_selectors.services_for(member.merchant)
         self.fields["service"].label_from_instance = lambda s: (
-            f"{s.name} (¥{format_fen(wallet_services.unit_price_for(member, s))}/{s.unit_label})"
+            f"{s.name} ({yuan(wallet_services.unit_price_for(member, s))}/{s.unit_label})"
         )
         self.fields["staff"].queryset = member_selectors.active_staff_for(member.merchant)
         # Offer what the member holds (balances from the selector) and can still use now.
@@ -197,8 +201,8 @@ class ConsumptionForm(OperationForm):
             "grant": g, "left": grant_left.get(g.pk, 0),
         }  # fmt: skip
         self.fields["voucher"].queryset = wallet_selectors.usable_vouchers_of(member).filter(pk__in=list(voucher_left))
-        self.fields["voucher"].label_from_instance = lambda v: _("%(name)s, ¥%(left)s left") % {
-            "name": v.template.name, "left": format_fen(voucher_left.get(v.pk, 0)),
+        self.fields["voucher"].label_from_instance = lambda v: _("%(name)s, %(left)s left") % {
+            "name": v.template.name, "left": yuan(voucher_left.get(v.pk, 0)),
         }  # fmt: skip
 
     def clean(self):
@@ -255,23 +259,59 @@ class ConsumptionForm(OperationForm):
         return item
 
 
+class _LineChoiceField(forms.ModelMultipleChoiceField):
+    """Checkbox ids of consumption lines. An id beyond a 64-bit column is no line: refuse it before
+    the lookup (SQLite raises OverflowError on such a parameter, which Django's field does not catch)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            try:
+                number = int(str(pk))
+            except ValueError:
+                continue  # the stock field answers non-numbers with invalid_pk_value
+            if not 0 < number < 2**63:
+                raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super()._check_values(value)
+
+
 class RefundForm(OperationForm):
     """Refund chosen consumption lines (权益退款). Operators execute it directly for now; an approval
     workflow will stand in front of it later."""
 
     prefix = "refund"
 
-    lines = forms.ModelMultipleChoiceField(
-        label=_("Lines to refund"), queryset=ConsumptionLine.objects.none(), widget=forms.CheckboxSelectMultiple
+    lines = _LineChoiceField(
+        label=_("Lines to refund"),
+        queryset=ConsumptionLine.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        # Django's message repeats the posted value (a database id): say what is wrong instead.
+        error_messages={
+            "invalid_choice": _(
+                "One of the chosen lines cannot be refunded here: it is refunded already, another member's, "
+                "or rung up at a store where you may not act."
+            ),
+            "invalid_pk_value": _("Choose lines from the list."),
+        },
     )
     reason = forms.CharField(label=_("Reason"), max_length=200)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["lines"].queryset = wallet_selectors.refundable_lines(self.member).order_by(
+        # Only lines rung up at stores where the user may operate (members.permissions): a member is
+        # merchant-wide, but refunding a store's consumption is that store's business.
+        self.fields["lines"].queryset = wallet_permissions.refundable_lines_for(self.user, self.member).order_by(
             "-consumption__created_at", "consumption__number", "line_no"
         )
         self.fields["lines"].label_from_instance = lambda line: (
             f"{line.consumption.number}/{line.line_no} {line.service.name} ×{line.quantity} "
-            f"¥{format_fen(line.payable_fen)}" + (f" ({line.uses} uses)" if line.uses else "")
+            f"{yuan(line.payable_fen)}" + (f" ({line.uses} uses)" if line.uses else "")
         )
+
+    def clean_lines(self):
+        lines = self.cleaned_data["lines"]
+        # The choices already leave other stores' lines out; check again, by the one rule, on what is posted.
+        try:
+            wallet_permissions.check_lines_actionable(self.user, lines, member=self.member)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["lines"]) from None
+        return lines

@@ -68,7 +68,7 @@ class MemberDetailView(LoginRequiredMixin, TemplateView):
         return wallet_selectors.member_benefits(self.member)
 
     def form_kwargs(self) -> dict:
-        return {"member": self.member, "stores": self.stores}
+        return {"member": self.member, "stores": self.stores, "user": self.request.user}
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime
 
+# Units on one recharge or consumption line. Each unit of a coupon or package line becomes its own
+# grant, and line quantities are 32-bit columns: a bound keeps both sane (issue 9, item 12).
+MAX_LINE_QUANTITY = 999
+
 
 def apply_rate_bp(amount_fen: int, rate_bp: int) -> int:
     """amount × rate / 10000, rounded half up to the fen (amounts are never negative here)."""

@@ -98,16 +98,21 @@ def _add(model: str) -> Callable[[World], str]:
     return lambda w: f"/admin/{model.replace('.', '/')}/add/"
 
 
+def _settings_defaults() -> dict:
+    """Every WalletSettings field the admin form posts, at its model default."""
+    return {f.name: f.default for f in WalletSettings._meta.concrete_fields if f.name.startswith("max_")}
+
+
 ACTIONS = [
     Action("add recharge plan", "wallet.add_rechargeplan", _add("wallet.rechargeplan"),
-           lambda w: {"name": "充1分送百万", "pay_fen": 1, "bonus_fen": 100_000_000, "gift_coupon_quantity": 0,
+           lambda w: {"name": "充500送50", "pay_fen": 50_000, "bonus_fen": 5_000, "gift_coupon_quantity": 0,
                       "is_active": "on"},
-           lambda w: RechargePlan.objects.filter(name="充1分送百万").exists()),
+           lambda w: RechargePlan.objects.filter(name="充500送50").exists()),
     Action("change recharge plan", "wallet.change_rechargeplan",
            lambda w: f"/admin/wallet/rechargeplan/{w.plan.pk}/change/",
-           lambda w: {"name": w.plan.name, "pay_fen": 1, "bonus_fen": 100_000_000, "gift_coupon_quantity": 0,
+           lambda w: {"name": w.plan.name, "pay_fen": 100_000, "bonus_fen": 30_000, "gift_coupon_quantity": 0,
                       "is_active": "on"},
-           lambda w: RechargePlan.objects.get(pk=w.plan.pk).bonus_fen == 100_000_000,
+           lambda w: RechargePlan.objects.get(pk=w.plan.pk).bonus_fen == 30_000,
            setup=lambda w: setattr(w, "plan", RechargePlan.objects.create(
                merchant=w.merchant, name="充1000送200", pay_fen=100_000, bonus_fen=20_000))),
     Action("add coupon template", "wallet.add_coupontemplate", _add("wallet.coupontemplate"),
@@ -169,14 +174,14 @@ ACTIONS = [
            lambda w: f"/admin/wallet/service/{w.service.pk}/change/",
            lambda w: {**_service_form(w), **_inline(
                "commission_rules", [{"service": w.service.pk, "staff_level": 1, "kind": CommissionKind.FIXED,
-                                     "value": 2_000_000_000}])},
-           lambda w: CommissionRule.objects.filter(service=w.service, value=2_000_000_000).exists()),
+                                     "value": 2_500}])},
+           lambda w: CommissionRule.objects.filter(service=w.service, value=2_500).exists()),
     Action("change commission rule", "wallet.change_commissionrule",
            lambda w: f"/admin/wallet/service/{w.service.pk}/change/",
            lambda w: {**_service_form(w), **_inline(
                "commission_rules", [{"id": w.rule.pk, "service": w.service.pk, "staff_level": 1,
-                                     "kind": CommissionKind.FIXED, "value": 2_000_000_000}], initial=1)},
-           lambda w: CommissionRule.objects.get(pk=w.rule.pk).value == 2_000_000_000,
+                                     "kind": CommissionKind.FIXED, "value": 2_500}], initial=1)},
+           lambda w: CommissionRule.objects.get(pk=w.rule.pk).value == 2_500,
            setup=lambda w: setattr(w, "rule", CommissionRule.objects.create(
                service=w.service, staff_level=1, kind=CommissionKind.FIXED, value=100))),
     Action("add level", "members.add_level", _add("members.level"),
@@ -189,11 +194,11 @@ ACTIONS = [
                       "birthday_gift_points": 0},
            lambda w: Level.objects.get(pk=w.level.pk).discount_rate_bp == 1),
     Action("add wallet settings", "wallet.add_walletsettings", _add("wallet.walletsettings"),
-           lambda w: {"spending_policy": "bonus_first", "points_per_yuan": 1000, "points_valid_years": 1},
+           lambda w: {**_settings_defaults(), "spending_policy": "bonus_first", "points_per_yuan": 1000, "points_valid_years": 1},
            lambda w: WalletSettings.objects.filter(points_per_yuan=1000).exists()),
     Action("change wallet settings", "wallet.change_walletsettings",
            lambda w: f"/admin/wallet/walletsettings/{w.settings.pk}/change/",
-           lambda w: {"spending_policy": "bonus_first", "points_per_yuan": 1000, "points_valid_years": 1},
+           lambda w: {**_settings_defaults(), "spending_policy": "bonus_first", "points_per_yuan": 1000, "points_valid_years": 1},
            lambda w: WalletSettings.objects.get(pk=w.settings.pk).points_per_yuan == 1000,
            setup=lambda w: setattr(w, "settings", WalletSettings.objects.create(merchant=w.merchant))),
     # Staff: the admin's staff forms belong to issue 9 item 11 (they may go through the services or be

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime
 
-# Units on one recharge or consumption line. Each unit of a coupon or package line becomes its own
-# grant, and line quantities are 32-bit columns: a bound keeps both sane (issue 9, item 12).
-MAX_LINE_QUANTITY = 999
+# Units, uses or benefits one line (or one recharge's gifts) may count: far above any real sale, far
+# below what could overflow a 32-bit quantity column or exhaust memory (each coupon unit is a grant row).
+MAX_LINE_QUANTITY = 10_000
 
 
 def apply_rate_bp(amount_fen: int, rate_bp: int) -> int:

@@ -60,9 +60,7 @@ from .models import (
 CNY = ledger.CNY
 POINT = ledger.POINT
 
-# Units, uses or benefits one line (or one recharge's gifts) may count: far above any real sale, far
-# below what could overflow a column or exhaust memory (quantity 2^40).
-MAX_LINE_QUANTITY = 10_000
+MAX_LINE_QUANTITY = rules.MAX_LINE_QUANTITY
 
 
 def wallet_settings(merchant: Merchant) -> WalletSettings:

@@ -12,6 +12,7 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import QuerySet
 from django.forms.models import InlineForeignKeyField
 from django.http import HttpRequest
@@ -140,8 +141,8 @@ class MerchantScopedForm(forms.ModelForm):
                 taken = taken.exclude(pk=self.instance.pk)
             if taken.exists():
                 if others:
-                    error = fail(others[0], "duplicate", _("%(field)s “%(value)s” is already used in this merchant."),
-                                 field=opts.get_field(others[0]).verbose_name, value=lookup[opts.get_field(others[0]).attname])  # fmt: skip
+                    error = fail(others[0], "duplicate", _("%(label)s “%(value)s” is already used in this merchant."),
+                                 label=opts.get_field(others[0]).verbose_name, value=lookup[opts.get_field(others[0]).attname])  # fmt: skip
                 else:
                     error = fail("__all__", "duplicate", _("This merchant already has a %(model)s."),
                                  model=opts.verbose_name)  # fmt: skip
@@ -154,8 +155,40 @@ def _scoped_form(form: type[forms.ModelForm]) -> type[forms.ModelForm]:
     return type(f"Scoped{form.__name__}", (MerchantScopedForm, form), {})
 
 
+def _integer_range(field: models.Field) -> tuple[int, int] | None:
+    # The ranges PostgreSQL enforces (SQLite would store any 64-bit number): the same limits everywhere.
+    return BaseDatabaseOperations.integer_field_ranges.get(field.get_internal_type())
+
+
+class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Refuses ids no database column can hold as invalid choices, before they reach the query."""
+
+    def _check_values(self, value):
+        key_field = self.queryset.model._meta.pk if self.to_field_name is None else None
+        bounds = _integer_range(key_field) if key_field is not None else None
+        if bounds:
+            for pk in value:
+                try:
+                    number = int(str(pk).strip())
+                except (TypeError, ValueError):
+                    continue  # Django's own check reports it
+                if not bounds[0] <= number <= bounds[1]:
+                    raise ValidationError(
+                        self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk}
+                    )
+        return super()._check_values(value)
+
+
 class ScopedFieldsMixin:
-    """Foreign-key and many-to-many choices of forms and inlines: only rows the user may see."""
+    """Foreign-key and many-to-many choices of forms and inlines: only rows the user may see; integer
+    fields bounded by what the database column holds."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        bounds = _integer_range(db_field) if isinstance(db_field, models.IntegerField) else None
+        if bounds and not db_field.primary_key:
+            kwargs.setdefault("min_value", bounds[0])
+            kwargs.setdefault("max_value", bounds[1])
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def _scope_related(self, db_field, request: HttpRequest, kwargs: dict) -> dict:
         queryset = kwargs.get("queryset")
@@ -170,6 +203,7 @@ class ScopedFieldsMixin:
         return super().formfield_for_foreignkey(db_field, request, **self._scope_related(db_field, request, kwargs))
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("form_class", BoundedModelMultipleChoiceField)
         return super().formfield_for_manytomany(db_field, request, **self._scope_related(db_field, request, kwargs))
 
 
@@ -255,6 +289,10 @@ class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
 
 class PlatformOnlyAdminMixin:
     """For admins that know nothing of merchants: only platform admins may use them."""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if _is_platform(request) else queryset.none()
 
     def has_module_permission(self, request):
         return _is_platform(request) and super().has_module_permission(request)

@@ -479,6 +479,8 @@ def validate_staff_fields(
     if username is not None:
         if not username.strip():
             raise fail("username", "required", _("A username is required."))
+        if "\x00" in username:  # PostgreSQL cannot even look such a name up
+            raise fail("username", "invalid_username", _("A username cannot contain NUL characters."))
         if User.objects.filter(username=username).exists():
             raise fail("username", "username_taken", _("Username “%(username)s” is taken."), username=username)
 

@@ -17,6 +17,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.test import RequestFactory
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -220,6 +221,18 @@ def test_every_registered_admin_is_scoped_or_platform_only():
         assert isinstance(model_admin, MerchantScopedAdmin | PlatformOnlyAdminMixin), model
         if isinstance(model_admin, MerchantScopedAdmin):
             assert scoping.merchant_path(model) not in (None, scoping.GLOBAL), model
+
+
+def test_every_model_of_the_project_has_a_derived_merchant_path():
+    """The next model added to members, ledger or wallet is scoped without anyone declaring it."""
+    from django.apps import apps
+
+    for label in ("members", "ledger", "wallet"):
+        for model in apps.get_app_config(label).get_models():
+            path = scoping.merchant_path(model)
+            assert path not in (None, scoping.GLOBAL), model
+            # The path really leads to a merchant.
+            model._default_manager.filter(**{path: 1}).exists()
 
 
 def test_fixture_has_rows_of_every_scoped_model_for_both_merchants(world):
@@ -532,9 +545,12 @@ def test_nul_characters_in_admin_forms_are_field_errors(client, world):
     response = client.post(admin_url(Store, "add"), {"code": "new\x00", "name": "名\x00", "address": "\x00"})
     assert response.status_code == 200
     assert {"code", "name", "address"} <= set(response.context["adminform"].form.errors)
+    staff_before = Staff.objects.count()
     staff = client.post(admin_url(Staff, "add"), {"username": "x\x00", "name": "\x00", "role": roles.OPERATOR,
                                                   "level": 1})  # fmt: skip
-    assert staff.status_code == 200 and not Staff.objects.filter(name="\x00").exists()
+    assert staff.status_code == 200 and Staff.objects.count() == staff_before
+    with pytest.raises(ValidationError):
+        member_services.validate_staff_fields(world.a.merchant, actor=None, username="x\x00")
     owner = world.a.member
     changed = client.post(admin_url(Owner, "change", owner.pk), owner_change_data(owner, name="名\x00"))
     assert changed.status_code == 200

@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from members.admin import ReadOnlyScopedAdmin as ReadOnlyAdmin
+from members.admin import ScopedTabularInline
 
 from .models import Account, Entry, Leg
 
@@ -14,7 +15,7 @@ class AccountAdmin(ReadOnlyAdmin):
     search_fields = ("holder_key", "unit", "detail", "member__name", "member__mobile", "member__member_number")
 
 
-class LegInline(admin.TabularInline):
+class LegInline(ScopedTabularInline):
     model = Leg
     extra = 0
     can_delete = False

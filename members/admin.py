@@ -2,65 +2,322 @@
 
 from __future__ import annotations
 
+import functools
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.filters import RelatedFieldListFilter
+from django.contrib.admin.options import IncorrectLookupParameters, InlineModelAdmin
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import QuerySet
+from django.forms.models import InlineForeignKeyField
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
-from . import selectors, services
+from core.errors import fail
+
+from . import roles, scoping, selectors, services
 from .models import AuditEvent, Building, Estate, Level, MemberCard, Merchant, Owner, Room, Staff, Store
 
-# Lookup from each model to its merchant, used for scoping querysets and foreign-key choices.
-MERCHANT_PATHS: dict[type, str] = {
-    Merchant: "pk",
-    Store: "merchant",
-    Estate: "merchant",
-    Building: "estate__merchant",
-    Room: "building__estate__merchant",
-    Level: "merchant",
-    Owner: "merchant",
-    MemberCard: "owner__merchant",
-    Staff: "merchant",
-    AuditEvent: "merchant",
-}
+# ---------------------------------------------------------------- scoping every admin
+# One base class scopes everything a merchant's staff meets in the admin: the changelist and search,
+# every list-filter sidebar, every foreign-key and many-to-many choice of forms and inlines, and the
+# object behind every change/history/delete URL. The merchant of any model is derived by
+# members.scoping from its foreign keys, so a model registered tomorrow is scoped too. Admins that
+# are not scoped this way (third-party ones: users, groups, workflow processes) are platform-only
+# (see restrict_unscoped_admins, run once every admin is registered).
 
 
-class MerchantScopedAdmin(admin.ModelAdmin):
-    """Shows only rows of the user's merchant (all rows to platform admins), in lists, detail
-    pages and foreign-key choices alike."""
+def _is_platform(request: HttpRequest) -> bool:
+    return selectors.is_platform_admin(request.user)
 
-    merchant_path: str = "merchant"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.scope_to_user(super().get_queryset(request), request.user, self.merchant_path)
+def _has_nul(request: HttpRequest) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
 
-    def _scope_related(self, request: HttpRequest, db_field, kwargs: dict) -> dict:
-        model = db_field.remote_field.model
-        if model in MERCHANT_PATHS and "queryset" not in kwargs:
-            kwargs["queryset"] = selectors.scope_to_user(
-                model._default_manager.all(), request.user, MERCHANT_PATHS[model]
-            )
+
+class ScopedRelatedFieldListFilter(RelatedFieldListFilter):
+    """A related-field sidebar that lists only the related rows the user may see."""
+
+    def field_choices(self, field, request, model_admin):
+        queryset = scoping.scope_queryset(field.related_model._default_manager.all(), request.user)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            queryset = queryset.order_by(*ordering)
+        return [(obj.pk, str(obj)) for obj in queryset]
+
+
+def scoped_list_filter(model: type[models.Model], entries) -> list:
+    """Every related-field filter of `entries` with its choices scoped (plain choice filters as they are)."""
+    result = []
+    for entry in entries:
+        if isinstance(entry, str):
+            field = get_fields_from_path(model, entry)[-1]
+            if field.is_relation:
+                entry = (entry, ScopedRelatedFieldListFilter)
+        elif (
+            isinstance(entry, tuple)
+            and issubclass(entry[1], RelatedFieldListFilter)
+            and not issubclass(entry[1], ScopedRelatedFieldListFilter)
+        ):
+            entry = (entry[0], ScopedRelatedFieldListFilter)
+        result.append(entry)
+    return result
+
+
+class MerchantScopedForm(forms.ModelForm):
+    """Checks a model form cannot leave to Django when the merchant is not one of its fields.
+
+    - The merchant of a new row is the user's (set before validation, so constraints see it).
+    - Every unique constraint with the merchant in it (store codes, level ranks, estate names…) is
+      checked with the merchant and reported on its other field, instead of failing at the database.
+    - Every related object chosen (foreign keys, many-to-many, the parent of an inline) belongs to
+      the row's merchant: a plan of merchant A never gifts merchant B's coupon template, whoever edits it.
+    """
+
+    scope_merchant: Merchant | None = None  # set by the admin for users of one merchant
+
+    def _merchant_field(self) -> str | None:
+        return scoping.direct_merchant_field(self._meta.model)
+
+    def _post_clean(self) -> None:
+        field = self._merchant_field()
+        if field and self.scope_merchant is not None and getattr(self.instance, f"{field}_id", None) is None:
+            setattr(self.instance, field, self.scope_merchant)
+        super()._post_clean()
+        self._check_related_merchants()
+        self._check_unique_per_merchant()
+
+    def _check_related_merchants(self) -> None:
+        merchant_id = scoping.merchant_id_of(self.instance)
+        if merchant_id is None:
+            return
+        for name, formfield in self.fields.items():
+            if name in self.errors or name not in self.cleaned_data:
+                continue
+            value = self.cleaned_data[name]
+            if isinstance(formfield, forms.ModelMultipleChoiceField):
+                chosen = list(value or [])
+            elif isinstance(formfield, forms.ModelChoiceField | InlineForeignKeyField) and isinstance(
+                value, models.Model
+            ):
+                chosen = [value]
+            else:
+                continue
+            foreign = [obj for obj in chosen if scoping.merchant_id_of(obj) not in (None, merchant_id)]
+            if foreign:
+                self.add_error(
+                    None,
+                    fail(name, "other_merchant", _("%(items)s belongs to another merchant."),
+                         items=", ".join(str(obj) for obj in foreign)),
+                )  # fmt: skip
+
+    def _check_unique_per_merchant(self) -> None:
+        field = self._merchant_field()
+        if not field or field in self.fields:
+            return  # with the merchant in the form, Django's own unique checks see it
+        merchant_id = getattr(self.instance, f"{field}_id", None)
+        if merchant_id is None:
+            return
+        opts = self._meta.model._meta
+        groups = [tuple(c.fields) for c in opts.total_unique_constraints] + [tuple(u) for u in opts.unique_together]
+        if opts.get_field(field).unique:
+            groups.append((field,))
+        for fields in groups:
+            others = [f for f in fields if f != field]
+            if len(others) == len(fields) or any(f not in self.fields or f in self.errors for f in others):
+                continue
+            lookup = {field: merchant_id}
+            for name in others:
+                lookup[opts.get_field(name).attname] = getattr(self.instance, opts.get_field(name).attname)
+            if any(value is None for value in lookup.values()):
+                continue
+            taken = self._meta.model._default_manager.filter(**lookup)
+            if self.instance.pk is not None:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                if others:
+                    error = fail(others[0], "duplicate", _("%(label)s “%(value)s” is already used in this merchant."),
+                                 label=opts.get_field(others[0]).verbose_name, value=lookup[opts.get_field(others[0]).attname])  # fmt: skip
+                else:
+                    error = fail("__all__", "duplicate", _("This merchant already has a %(model)s."),
+                                 model=opts.verbose_name)  # fmt: skip
+                self.add_error(None, error)
+
+
+def _scoped_form(form: type[forms.ModelForm]) -> type[forms.ModelForm]:
+    if issubclass(form, MerchantScopedForm):
+        return form
+    return type(f"Scoped{form.__name__}", (MerchantScopedForm, form), {})
+
+
+def _integer_range(field: models.Field) -> tuple[int, int] | None:
+    # The ranges PostgreSQL enforces (SQLite would store any 64-bit number): the same limits everywhere.
+    return BaseDatabaseOperations.integer_field_ranges.get(field.get_internal_type())
+
+
+class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Refuses ids no database column can hold as invalid choices, before they reach the query."""
+
+    def _check_values(self, value):
+        key_field = self.queryset.model._meta.pk if self.to_field_name is None else None
+        bounds = _integer_range(key_field) if key_field is not None else None
+        if bounds:
+            for pk in value:
+                try:
+                    number = int(str(pk).strip())
+                except (TypeError, ValueError):
+                    continue  # Django's own check reports it
+                if not bounds[0] <= number <= bounds[1]:
+                    raise ValidationError(
+                        self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk}
+                    )
+        return super()._check_values(value)
+
+
+class ScopedFieldsMixin:
+    """Foreign-key and many-to-many choices of forms and inlines: only rows the user may see; integer
+    fields bounded by what the database column holds."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        bounds = _integer_range(db_field) if isinstance(db_field, models.IntegerField) else None
+        if bounds and not db_field.primary_key:
+            kwargs.setdefault("min_value", bounds[0])
+            kwargs.setdefault("max_value", bounds[1])
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def _scope_related(self, db_field, request: HttpRequest, kwargs: dict) -> dict:
+        queryset = kwargs.get("queryset")
+        if queryset is None:
+            queryset = self.get_field_queryset(None, db_field, request)
+        if queryset is None:
+            queryset = db_field.remote_field.model._default_manager.all()
+        kwargs["queryset"] = scoping.scope_queryset(queryset, request.user)
         return kwargs
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        return super().formfield_for_foreignkey(db_field, request, **self._scope_related(request, db_field, kwargs))
+        return super().formfield_for_foreignkey(db_field, request, **self._scope_related(db_field, request, kwargs))
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
-        return super().formfield_for_manytomany(db_field, request, **self._scope_related(request, db_field, kwargs))
+        kwargs.setdefault("form_class", BoundedModelMultipleChoiceField)
+        return super().formfield_for_manytomany(db_field, request, **self._scope_related(db_field, request, kwargs))
 
-    def save_model(self, request, obj, form, change):
-        # A staff user can only create rows for their own merchant.
-        merchant = selectors.merchant_of(request.user)
-        if merchant is not None and self.merchant_path == "merchant" and not change:
-            obj.merchant = merchant
-        super().save_model(request, obj, form, change)
+
+class ScopedInline(ScopedFieldsMixin, InlineModelAdmin):
+    """Base of every inline: its rows and its choices are scoped, its forms checked like the parent's."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scoping.scope_queryset(super().get_queryset(request), request.user)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        kwargs["form"] = _scoped_form(kwargs.get("form", self.form))
+        return super().get_formset(request, obj, **kwargs)
+
+
+class ScopedTabularInline(ScopedInline, admin.TabularInline):
+    pass
+
+
+@functools.cache
+def _scoped_inline(inline: type[InlineModelAdmin]) -> type[InlineModelAdmin]:
+    """An inline written without ScopedInline is scoped all the same."""
+    if issubclass(inline, ScopedInline):
+        return inline
+    return type(f"Scoped{inline.__name__}", (ScopedInline, inline), {})
+
+
+class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
+    """Shows only rows of the user's merchant (all rows to platform admins), in lists, filters, search,
+    detail pages and every choice of its forms and inlines. Nothing is deleted through the admin:
+    rows are deactivated or closed (and financial records are never deleted at all)."""
+
+    form = MerchantScopedForm
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scoping.scope_queryset(super().get_queryset(request), request.user)
+
+    def get_list_filter(self, request: HttpRequest):
+        return scoped_list_filter(self.model, super().get_list_filter(request))
+
+    def get_inlines(self, request, obj):
+        return [_scoped_inline(inline) for inline in super().get_inlines(request, obj)]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = _scoped_form(kwargs.get("form", self.form))
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.scope_merchant = None if _is_platform(request) else selectors.merchant_of(request.user)
+        return form
 
     def get_exclude(self, request, obj=None):
         exclude = list(super().get_exclude(request, obj) or [])
-        if self.merchant_path == "merchant" and not selectors.is_platform_admin(request.user):
-            exclude.append("merchant")
+        field = scoping.direct_merchant_field(self.model)
+        if field and not _is_platform(request):
+            exclude.append(field)
         return exclude
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        field = scoping.direct_merchant_field(self.model)
+        # A row never moves to another merchant; platform admins see the merchant, others do not need to.
+        if obj is not None and field and _is_platform(request) and field not in readonly:
+            readonly.append(field)
+        return readonly
+
+    def save_model(self, request, obj, form, change):
+        field = scoping.direct_merchant_field(self.model)
+        merchant = selectors.merchant_of(request.user)
+        if field and merchant is not None and not change and not _is_platform(request):
+            setattr(obj, field, merchant)
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_changelist_instance(self, request):
+        # NUL characters and out-of-range numbers in filters or search are bad lookups, not a 500.
+        if _has_nul(request):
+            raise IncorrectLookupParameters("NUL character in the query string")
+        try:
+            return super().get_changelist_instance(request)
+        except (ValueError, OverflowError) as exc:
+            raise IncorrectLookupParameters(str(exc)) from exc
+
+
+class PlatformOnlyAdminMixin:
+    """For admins that know nothing of merchants: only platform admins may use them."""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if _is_platform(request) else queryset.none()
+
+    def has_module_permission(self, request):
+        return _is_platform(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return _is_platform(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return _is_platform(request) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return _is_platform(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _is_platform(request) and super().has_delete_permission(request, obj)
+
+
+def restrict_unscoped_admins(site: admin.AdminSite) -> None:
+    """Make every registered admin that is not a MerchantScopedAdmin platform-only. Run once all apps
+    have registered their admins (MembersConfig.ready)."""
+    for model, model_admin in list(site._registry.items()):
+        if isinstance(model_admin, MerchantScopedAdmin | PlatformOnlyAdminMixin):
+            continue
+        cls = type(f"PlatformOnly{type(model_admin).__name__}", (PlatformOnlyAdminMixin, type(model_admin)), {})
+        site._registry[model] = cls(model, site)
 
 
 class ReadOnlyScopedAdmin(MerchantScopedAdmin):
@@ -79,7 +336,6 @@ class ReadOnlyScopedAdmin(MerchantScopedAdmin):
 
 @admin.register(Merchant)
 class MerchantAdmin(MerchantScopedAdmin):
-    merchant_path = "pk"
     list_display = ("code", "name", "kind", "is_active", "created_at")
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name")
@@ -92,7 +348,7 @@ class StoreAdmin(MerchantScopedAdmin):
     search_fields = ("code", "name", "address")
 
 
-class BuildingInline(admin.TabularInline):
+class BuildingInline(ScopedTabularInline):
     model = Building
     extra = 0
 
@@ -105,14 +361,13 @@ class EstateAdmin(MerchantScopedAdmin):
     inlines = [BuildingInline]
 
 
-class RoomInline(admin.TabularInline):
+class RoomInline(ScopedTabularInline):
     model = Room
     extra = 0
 
 
 @admin.register(Building)
 class BuildingAdmin(MerchantScopedAdmin):
-    merchant_path = "estate__merchant"
     list_display = ("name", "estate")
     list_filter = ("estate",)
     search_fields = ("name", "estate__name")
@@ -121,7 +376,6 @@ class BuildingAdmin(MerchantScopedAdmin):
 
 @admin.register(Room)
 class RoomAdmin(MerchantScopedAdmin):
-    merchant_path = "building__estate__merchant"
     list_display = ("number", "building", "area_sqm")
     list_filter = ("building__estate", "building")
     search_fields = ("number", "building__name", "building__estate__name")
@@ -134,7 +388,7 @@ class LevelAdmin(MerchantScopedAdmin):
     search_fields = ("name",)
 
 
-class MemberCardInline(admin.TabularInline):
+class MemberCardInline(ScopedTabularInline):
     model = MemberCard
     fk_name = "owner"
     extra = 0
@@ -146,16 +400,20 @@ class MemberCardInline(admin.TabularInline):
         return False
 
 
-class OwnerAdminForm(forms.ModelForm):
-    merchant_for_validation: Merchant | None = None
+class OwnerAdminForm(MerchantScopedForm):
+    """Owner fields the admin edits, checked by the service's own validation. The status is not here:
+    a status change needs a reason and goes through members.services.set_owner_status (portal,
+    workflows)."""
 
     class Meta:
         model = Owner
-        fields = ["merchant", "name", "mobile", "birthday", "level", "status", "rooms"]
+        fields = ["merchant", "name", "mobile", "birthday", "level", "rooms"]
 
     def clean(self):
         data = super().clean()
-        merchant = self.merchant_for_validation or data.get("merchant") or getattr(self.instance, "merchant", None)
+        merchant = self.scope_merchant or data.get("merchant") or getattr(self.instance, "merchant", None)
+        if self.instance.pk and self.instance.level_id and "level" in self.fields and not data.get("level"):
+            self.add_error(None, fail("level", "level_required", _("A member keeps a level: choose one.")))
         if merchant is not None:
             try:
                 services.validate_owner_fields(
@@ -177,7 +435,7 @@ class OwnerAdmin(MerchantScopedAdmin):
     list_display = ("member_number", "name", "mobile", "level", "status", "joined_at", "merchant")
     list_filter = ("status", "level", "merchant", "joined_at")
     search_fields = ("member_number", "name", "mobile")
-    readonly_fields = ("member_number", "joined_at", "registered_by")
+    readonly_fields = ("member_number", "status", "joined_at", "registered_by")
     filter_horizontal = ("rooms",)
     inlines = [MemberCardInline]
     date_hierarchy = "joined_at"
@@ -185,45 +443,34 @@ class OwnerAdmin(MerchantScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # members are closed, never deleted
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        form.merchant_for_validation = selectors.merchant_of(request.user)
-        return form
-
     def save_model(self, request, obj, form, change):
-        merchant = selectors.merchant_of(request.user) or form.cleaned_data.get("merchant") or obj.merchant
-        # The form has already run the service's validation; the service writes and audits.
+        # The form has already run the service's validation; the services write and audit.
         if change:
-            services.update_owner(
-                obj,
-                actor=request.user,
-                reason="admin edit",
-                name=form.cleaned_data["name"],
-                mobile=form.cleaned_data["mobile"],
-                level=form.cleaned_data.get("level"),
-            )
-        else:
-            registered = services.register_owner(
-                merchant=merchant,
-                name=form.cleaned_data["name"],
-                mobile=form.cleaned_data["mobile"],
-                level=form.cleaned_data.get("level"),
-                birthday=form.cleaned_data.get("birthday"),
-                actor=request.user,
-            )
-            obj.pk = registered.pk
-            obj.member_number = registered.member_number
+            return  # one update_owner call with the rooms too, in save_related
+        data = form.cleaned_data
+        merchant = selectors.merchant_of(request.user) if not _is_platform(request) else data.get("merchant")
+        registered = services.register_owner(
+            merchant=merchant, name=data["name"], mobile=data["mobile"], level=data.get("level"),
+            birthday=data.get("birthday"), rooms=data.get("rooms") or [], actor=request.user,
+        )  # fmt: skip
+        obj.pk = registered.pk
+        obj.member_number = registered.member_number
 
     def save_related(self, request, form, formsets, change):
-        owner = Owner.objects.get(pk=form.instance.pk)
-        services.update_owner(owner, actor=request.user, reason="admin edit", rooms=form.cleaned_data.get("rooms", []))
+        if change:
+            data = form.cleaned_data
+            services.update_owner(
+                Owner.objects.get(pk=form.instance.pk), actor=request.user, reason="admin edit",
+                name=data.get("name"), mobile=data.get("mobile"), level=data.get("level"),
+                rooms=data.get("rooms") if "rooms" in data else None,
+                **({"birthday": data["birthday"]} if "birthday" in data else {}),
+            )  # fmt: skip
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
 
 @admin.register(MemberCard)
 class MemberCardAdmin(MerchantScopedAdmin):
-    merchant_path = "owner__merchant"
     list_display = ("card_number", "owner", "status", "issued_at", "closed_at")
     list_filter = ("status",)
     search_fields = ("card_number", "owner__name", "owner__mobile", "owner__member_number")
@@ -247,12 +494,108 @@ class MemberCardAdmin(MerchantScopedAdmin):
                 self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
 
 
+class StaffAddForm(MerchantScopedForm):
+    """A new staff member always gets a new login: no existing (platform or other merchant's) login
+    can be linked to a merchant through the admin."""
+
+    username = forms.CharField(label=_("username"), max_length=150)
+    password = forms.CharField(
+        label=_("password"), widget=forms.PasswordInput, required=False,
+        help_text=_("Leave empty to create the login without a usable password."),
+    )  # fmt: skip
+    actor = None  # the signed-in user, set by the admin
+
+    class Meta:
+        model = Staff
+        fields = ["merchant", "username", "password", "name", "mobile", "role", "level", "stores"]
+
+    def clean(self):
+        data = super().clean()
+        merchant = self.scope_merchant or data.get("merchant")
+        if data.get("password"):
+            try:
+                validate_password(data["password"])
+            except ValidationError as exc:
+                self.add_error("password", exc)
+        if merchant is not None:
+            _service_errors(self, lambda: services.validate_staff_fields(
+                merchant, actor=self.actor, role=data.get("role"), stores=data.get("stores"),
+                mobile=data.get("mobile"), username=data.get("username"),
+            ))  # fmt: skip
+        return data
+
+
+class StaffChangeForm(MerchantScopedForm):
+    """Role, stores and active change through members.services (groups, object permissions, audit)."""
+
+    actor = None
+
+    class Meta:
+        model = Staff
+        fields = ["name", "mobile", "role", "level", "stores", "is_active"]
+
+    def clean(self):
+        data = super().clean()
+        _service_errors(self, lambda: services.validate_staff_fields(
+            self.instance.merchant, actor=self.actor, staff=Staff.objects.get(pk=self.instance.pk),
+            role=data.get("role"), stores=data.get("stores"), mobile=data.get("mobile"),
+        ))  # fmt: skip
+        return data
+
+
+def _service_errors(form: forms.Form, check) -> None:
+    """Run a service check and show its errors on the form's fields."""
+    try:
+        check()
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+
+
 @admin.register(Staff)
 class StaffAdmin(MerchantScopedAdmin):
     list_display = ("name", "user", "merchant", "role", "level", "is_active")
     list_filter = ("role", "is_active", "merchant", "stores")
     search_fields = ("name", "mobile", "user__username")
     filter_horizontal = ("stores",)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = StaffChangeForm if obj is not None else StaffAddForm
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.actor = request.user
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "user"] if obj is not None else readonly
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "role" and not _is_platform(request):
+            # Only a platform admin hands out the platform admin role.
+            kwargs["choices"] = [c for c in db_field.get_choices() if c[0] != roles.PLATFORM_ADMIN]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            services.update_staff(
+                obj, actor=request.user, reason="admin edit", name=data.get("name"), mobile=data.get("mobile"),
+                level=data.get("level"), role=data.get("role"), stores=data.get("stores"),
+                is_active=data.get("is_active"),
+            )  # fmt: skip
+            return
+        merchant = data.get("merchant") if _is_platform(request) else selectors.merchant_of(request.user)
+        staff = services.create_staff(
+            merchant=merchant, username=data["username"], name=data["name"], role=data["role"],
+            actor=request.user, stores=data.get("stores") or [], mobile=data.get("mobile") or "",
+            password=data.get("password") or None, level=data.get("level") or 1,
+        )  # fmt: skip
+        obj.pk, obj.user, obj.merchant = staff.pk, staff.user, staff.merchant
+
+    def save_related(self, request, form, formsets, change):
+        # Stores were set by the services in save_model (never form.save_m2m: it would skip permissions).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
 
 @admin.register(AuditEvent)

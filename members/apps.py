@@ -22,3 +22,10 @@ class MembersConfig(AppConfig):
     def ready(self) -> None:
         # Role groups get their model permissions once every app's permissions exist.
         post_migrate.connect(_sync_roles, dispatch_uid="members.sync_roles")
+        # Every admin is registered by now (django.contrib.admin comes first and autodiscovers):
+        # the ones that know nothing of merchants become platform-only.
+        from django.contrib import admin
+
+        from .admin import restrict_unscoped_admins
+
+        restrict_unscoped_admins(admin.site)

@@ -76,7 +76,8 @@ def scope_to_user(queryset: QuerySet, user: AbstractBaseUser | AnonymousUser, me
     merchant = merchant_of(user)
     if merchant is None:
         return queryset.none()
-    return queryset.filter(**{merchant_path: merchant})
+    # The merchant's id, not the instance: "pk" (Merchant itself) takes no model instance.
+    return queryset.filter(**{merchant_path: merchant.pk})
 
 
 def owners_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Owner]:

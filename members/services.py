@@ -17,7 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from core.errors import fail
 
-from . import roles
+from . import roles, selectors
 from .models import AuditEvent, DailySequence, Level, MemberCard, Merchant, Owner, Room, Staff, Store, mobile_validator
 
 User = get_user_model()
@@ -153,13 +153,13 @@ def _validate_rooms(merchant: Merchant, rooms: Iterable[Room]) -> list[Room]:
     own = set(Room.objects.filter(pk__in=ids, building__estate__merchant=merchant).values_list("pk", flat=True))
     if any(r.pk not in own for r in rooms):
         # Name no room: they are another merchant's.
-        raise fail("rooms", "room_foreign", _("Some of the rooms belong to another merchant and cannot be bound."))
+        raise fail("rooms", "other_merchant", _("Some of the rooms belong to another merchant and cannot be bound."))
     return rooms
 
 
 def _validate_level(merchant: Merchant, level: Level | None) -> Level | None:
     if level is not None and level.merchant_id != merchant.pk:
-        raise fail("level", "level_foreign", _("The level belongs to another merchant."))
+        raise fail("level", "other_merchant", _("The level belongs to another merchant."))
     return level
 
 
@@ -227,6 +227,9 @@ def register_owner(
     return owner
 
 
+UNCHANGED = object()  # "leave this field as it is", where None is a value (a cleared birthday)
+
+
 @transaction.atomic
 def update_owner(
     owner: Owner,
@@ -237,8 +240,10 @@ def update_owner(
     mobile: str | None = None,
     level: Level | None = None,
     rooms: Iterable[Room] | None = None,
+    birthday: datetime.date | None | object = UNCHANGED,
 ) -> Owner:
-    """Change an owner's details with a before/after audit record."""
+    """Change an owner's details with a before/after audit record. `None` leaves a field as it is,
+    except the birthday, which can be cleared with None (leave it out to keep it)."""
     owner = Owner.objects.select_for_update().get(pk=owner.pk)
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -258,6 +263,10 @@ def update_owner(
         _validate_level(owner.merchant, level)
         before["level"], after["level"] = owner.level_id, level.pk
         owner.level = level
+    if birthday is not UNCHANGED and birthday != owner.birthday:
+        before["birthday"] = owner.birthday.isoformat() if owner.birthday else None
+        after["birthday"] = birthday.isoformat() if birthday else None
+        owner.birthday = birthday
     _save_owner(owner)
     if rooms is not None:
         rooms = _validate_rooms(owner.merchant, rooms)
@@ -396,26 +405,11 @@ def create_staff(
     level: int = 1,
 ) -> Staff:
     """Create a staff member with a login, the role's group and the role on each given store."""
-    if role not in roles.ROLES:
-        raise fail("role", "role_unknown", _("Unknown role."))
     username = clean_text(username, "username", max_length=User._meta.get_field("username").max_length)
-    if not username:
-        raise fail("username", "username_required", _("A username is required."))
     name = clean_text(name, "name", max_length=Staff._meta.get_field("name").max_length)
     mobile = clean_text(mobile, "mobile")
-    if User.objects.filter(username=username).exists():
-        raise fail("username", "username_taken", _("Username %(username)s is taken."), username=username)
-    if mobile:
-        try:
-            mobile_validator(mobile)
-        except ValidationError:
-            raise fail(
-                "mobile", "mobile_invalid", _("%(mobile)s is not a valid mainland mobile number."), mobile=mobile[:20]
-            ) from None
     stores = list(stores)
-    for store in stores:
-        if store.merchant_id != merchant.pk:
-            raise fail("stores", "store_foreign", _("A chosen store belongs to another merchant."))
+    validate_staff_fields(merchant, actor=actor, role=role, stores=stores, mobile=mobile, username=username)
     user = User(username=username, first_name=name, is_staff=role in roles.ADMIN_SITE_ROLES)
     if password:
         user.set_password(password)
@@ -448,7 +442,7 @@ def grant_store_role(staff: Staff, store: Store, role: str, *, actor: AbstractBa
     if role not in roles.ROLES:
         raise fail("role", "role_unknown", _("Unknown role."))
     if store.merchant_id != staff.merchant_id:
-        raise fail("store", "store_foreign", _("The store belongs to another merchant."))
+        raise fail("store", "other_merchant", _("The store belongs to another merchant."))
     staff.stores.add(store)
     staff.user.groups.add(Group.objects.get(name=role))
     for codename in roles.STORE_PERMISSIONS[role]:
@@ -476,3 +470,199 @@ def revoke_store_roles(staff: Staff, store: Store, *, actor: AbstractBaseUser | 
         before={"store": store.pk},
         reason=reason,
     )
+
+
+# ---------------------------------------------------------------- staff changes (role, stores, active)
+# Every change of what a staff member may do goes through these: the Staff row, the login's role groups
+# and the guardian object permissions on stores move together in one transaction, with an audit record.
+# The primary role is the one role a staff member holds: changing it replaces the role groups and the
+# permissions on every store they work at.
+
+
+def _role_groups() -> models.QuerySet[Group]:
+    return Group.objects.filter(name__in=roles.ROLES)
+
+
+def _store_codenames() -> set[str]:
+    return {codename for perms in roles.STORE_PERMISSIONS.values() for codename in perms}
+
+
+def _is_platform_actor(actor: AbstractBaseUser | None) -> bool:
+    return actor is None or selectors.is_platform_admin(actor)  # None: scripts and jobs
+
+
+def validate_staff_fields(
+    merchant: Merchant,
+    *,
+    actor: AbstractBaseUser | None,
+    staff: Staff | None = None,
+    role: str | None = None,
+    stores: Iterable[Store] | None = None,
+    mobile: str | None = None,
+    username: str | None = None,
+) -> None:
+    """The checks staff creation and changes apply, for forms that want to show them before saving.
+
+    Only a platform admin grants or takes away the platform admin role; stores are the merchant's."""
+    if role is not None:
+        if role not in roles.ROLES:
+            raise fail("role", "role_unknown", _("Unknown role."))
+        touches_platform = role == roles.PLATFORM_ADMIN or (staff is not None and staff.role == roles.PLATFORM_ADMIN)
+        if touches_platform and (staff is None or role != staff.role) and not _is_platform_actor(actor):
+            raise fail(
+                "role", "role_not_allowed", _("Only a platform admin can grant or remove the platform admin role.")
+            )
+    if stores is not None:
+        foreign = [str(store.name) for store in stores if store.merchant_id != merchant.pk]
+        if foreign:
+            raise fail("stores", "other_merchant", _("These stores belong to another merchant: %(stores)s."),
+                       stores=", ".join(foreign))  # fmt: skip
+    if mobile:
+        try:
+            mobile_validator(mobile)
+        except ValidationError:
+            raise fail("mobile", "mobile_invalid", _("%(mobile)s is not a valid mainland mobile number."),
+                       mobile=mobile[:20]) from None  # fmt: skip
+    if username is not None:
+        if not username.strip():
+            raise fail("username", "username_required", _("A username is required."))
+        if "\x00" in username:  # PostgreSQL cannot even look such a name up
+            raise fail("username", "text_nul", _("This text contains a NUL character."))
+        if User.objects.filter(username=username).exists():
+            raise fail("username", "username_taken", _("Username “%(username)s” is taken."), username=username)
+
+
+def _lock_staff(staff: Staff) -> Staff:
+    return Staff.objects.select_for_update().select_related("user", "merchant").get(pk=staff.pk)
+
+
+def _apply_role(staff: Staff) -> None:
+    """Make the login's role groups, admin-site access and store permissions say exactly what the
+    staff row says (role, stores, active)."""
+    user = staff.user
+    user.groups.remove(*_role_groups().exclude(name=staff.role))
+    if staff.is_active:
+        user.groups.add(Group.objects.get(name=staff.role))
+    else:
+        user.groups.remove(*_role_groups())
+    user.is_staff = staff.is_active and staff.role in roles.ADMIN_SITE_ROLES
+    user.is_active = staff.is_active
+    user.save(update_fields=["is_staff", "is_active"])
+    wanted = set(roles.STORE_PERMISSIONS[staff.role]) if staff.is_active else set()
+    for store in staff.stores.all():
+        for codename in _store_codenames() - wanted:
+            remove_perm(f"members.{codename}", user, store)
+        for codename in wanted:
+            assign_perm(f"members.{codename}", user, store)
+
+
+@transaction.atomic
+def change_staff_role(staff: Staff, role: str, *, actor: AbstractBaseUser | None, reason: str = "") -> Staff:
+    """Give the staff member another primary role: the old role's group and its permissions on every
+    store go, the new role's come (a demoted operator can no longer record operations)."""
+    staff = _lock_staff(staff)
+    validate_staff_fields(staff.merchant, actor=actor, staff=staff, role=role)
+    if role == staff.role:
+        return staff
+    previous = staff.role
+    staff.role = role
+    staff.save(update_fields=["role"])
+    _apply_role(staff)
+    record_audit(actor=actor, action="staff.role_changed", target=staff, merchant=staff.merchant,
+                 before={"role": previous}, after={"role": role}, reason=reason)  # fmt: skip
+    return staff
+
+
+@transaction.atomic
+def set_staff_stores(
+    staff: Staff, stores: Iterable[Store], *, actor: AbstractBaseUser | None, reason: str = ""
+) -> Staff:
+    """Make `stores` the stores the staff member works at, with their role's permissions on each and
+    none on any other."""
+    staff = _lock_staff(staff)
+    stores = list(stores)
+    validate_staff_fields(staff.merchant, actor=actor, staff=staff, stores=stores)
+    current = set(staff.stores.all())
+    wanted = set(stores)
+    if wanted and not staff.is_active:
+        raise fail("stores", "staff_inactive", _("Reactivate the staff member before giving them stores."))
+    for store in sorted(current - wanted, key=lambda s: s.pk):
+        revoke_store_roles(staff, store, actor=actor, reason=reason)
+    for store in sorted(wanted - current, key=lambda s: s.pk):
+        grant_store_role(staff, store, staff.role, actor=actor)
+    return staff
+
+
+@transaction.atomic
+def deactivate_staff(staff: Staff, *, actor: AbstractBaseUser | None, reason: str = "") -> Staff:
+    """Offboarding: every store permission, every role group and the login go at once."""
+    staff = _lock_staff(staff)
+    if not staff.is_active:
+        return staff
+    for store in list(staff.stores.all()):
+        revoke_store_roles(staff, store, actor=actor, reason=reason)
+    staff.is_active = False
+    staff.save(update_fields=["is_active"])
+    _apply_role(staff)
+    record_audit(actor=actor, action="staff.deactivated", target=staff, merchant=staff.merchant,
+                 before={"is_active": True}, after={"is_active": False}, reason=reason)  # fmt: skip
+    return staff
+
+
+@transaction.atomic
+def reactivate_staff(staff: Staff, *, actor: AbstractBaseUser | None, reason: str = "") -> Staff:
+    """Give a deactivated staff member their login and role group back; stores are given again with
+    set_staff_stores."""
+    staff = _lock_staff(staff)
+    if staff.is_active:
+        return staff
+    validate_staff_fields(staff.merchant, actor=actor, staff=staff, role=staff.role)
+    staff.is_active = True
+    staff.save(update_fields=["is_active"])
+    _apply_role(staff)
+    record_audit(actor=actor, action="staff.reactivated", target=staff, merchant=staff.merchant,
+                 before={"is_active": False}, after={"is_active": True}, reason=reason)  # fmt: skip
+    return staff
+
+
+@transaction.atomic
+def update_staff(
+    staff: Staff,
+    *,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    name: str | None = None,
+    mobile: str | None = None,
+    level: int | None = None,
+    role: str | None = None,
+    stores: Iterable[Store] | None = None,
+    is_active: bool | None = None,
+) -> Staff:
+    """One change of a staff member (e.g. an admin form): details, role, active and stores, in one
+    transaction; `None` leaves a field as it is."""
+    staff = _lock_staff(staff)
+    stores = list(stores) if stores is not None else None
+    validate_staff_fields(staff.merchant, actor=actor, staff=staff, role=role, stores=stores, mobile=mobile)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for field, value in (("name", name), ("mobile", mobile), ("level", level)):
+        if value is not None and value != getattr(staff, field):
+            if field == "name" and not str(value).strip():
+                raise fail("name", "name_required", _("Name is required."))
+            if field == "level" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32767):
+                raise fail("level", "invalid_level", _("The staff level is a whole number from 1 to 32767."))
+            before[field], after[field] = getattr(staff, field), value
+            setattr(staff, field, value)
+    if after:
+        staff.save(update_fields=list(after))
+        record_audit(actor=actor, action="staff.changed", target=staff, merchant=staff.merchant,
+                     before=before, after=after, reason=reason)  # fmt: skip
+    if is_active is False:
+        return deactivate_staff(staff, actor=actor, reason=reason)
+    if is_active is True:
+        staff = reactivate_staff(staff, actor=actor, reason=reason)
+    if role is not None:
+        staff = change_staff_role(staff, role, actor=actor, reason=reason)
+    if stores is not None:
+        staff = set_staff_stores(staff, stores, actor=actor, reason=reason)
+    return staff

@@ -198,9 +198,9 @@ def test_member_service_errors_carry_codes_and_name_no_ids():
         (lambda: make_owner(a, mobile="13900000009"), "mobile", "mobile_taken"),
         (lambda: make_owner(a, mobile="12345"), "mobile", "mobile_invalid"),
         (lambda: make_owner(a, name="  "), "name", "name_required"),
-        (lambda: make_owner(a, level=make_owner(b).level or _level(b)), "level", "level_foreign"),
+        (lambda: make_owner(a, level=make_owner(b).level or _level(b)), "level", "other_merchant"),
         (lambda: make_staff(a, "boss"), "role", "role_unknown"),
-        (lambda: make_staff(a, roles.CLERK, stores=[_store(b)]), "stores", "store_foreign"),
+        (lambda: make_staff(a, roles.CLERK, stores=[_store(b)]), "stores", "other_merchant"),
     ]
     for call, field, code in cases:
         with pytest.raises(DomainError) as exc:

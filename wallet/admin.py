@@ -3,7 +3,7 @@ through the services)."""
 
 from django.contrib import admin
 
-from members.admin import MerchantScopedAdmin, ReadOnlyScopedAdmin
+from members.admin import MerchantScopedAdmin, ReadOnlyScopedAdmin, ScopedTabularInline
 
 from .models import (
     ActivityPointsRule,
@@ -47,7 +47,7 @@ class ServiceCategoryAdmin(MerchantScopedAdmin):
     search_fields = ("name",)
 
 
-class CommissionRuleInline(admin.TabularInline):
+class CommissionRuleInline(ScopedTabularInline):
     model = CommissionRule
     extra = 0
 
@@ -76,7 +76,7 @@ class CouponTemplateAdmin(MerchantScopedAdmin):
     filter_horizontal = ("services",)
 
 
-class PackageItemInline(admin.TabularInline):
+class PackageItemInline(ScopedTabularInline):
     model = PackageItem
     extra = 1
 
@@ -115,7 +115,7 @@ class RechargePlanAdmin(MerchantScopedAdmin):
 RecordAdmin = ReadOnlyScopedAdmin  # business records change only through the services
 
 
-class RechargeLineInline(admin.TabularInline):
+class RechargeLineInline(ScopedTabularInline):
     model = RechargeLine
     extra = 0
     can_delete = False
@@ -139,7 +139,7 @@ class RechargeAdmin(RecordAdmin):
     inlines = [RechargeLineInline]
 
 
-class ConsumptionLineInline(admin.TabularInline):
+class ConsumptionLineInline(ScopedTabularInline):
     model = ConsumptionLine
     fk_name = "consumption"
     extra = 0

@@ -1110,9 +1110,12 @@ def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store,
         if account.purpose != "points":
             raise
         if not _points_lot_expired(account, now):
-            raise _fail(
+            raise fail(
                 "lines",
-                f"The {line.points} points line {label} earned were already spent; return them before the refund.",
+                "line_points_spent",
+                _("The %(points)s points line %(line)s earned were already spent; return them before the refund."),
+                points=line.points,
+                line=label,
             ) from exc
     remaining = ledger.reversible_remaining(entry)
     units = dict(Account.objects.filter(pk__in=remaining).values_list("pk", "unit"))
@@ -1158,7 +1161,7 @@ def cash_refund_stored_value(
     current = ledger_selectors.balances([principal_acct, bonus_acct])
     principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
     if principal == 0 and bonus == 0:
-        raise _fail("stored_value", "There is nothing on the stored-value card to refund.")
+        raise fail("stored_value", "nothing_to_refund", _("There is nothing on the stored-value card to refund."))
     takeback = _plan_gifts_takeback(member, now)
     if takeback.charge_fen > principal:
         raise fail(
@@ -1261,6 +1264,8 @@ def _plan_gifts_takeback(member: Owner, now: datetime.datetime) -> _GiftTakeback
             charge = rules.value_of_uses(_gift_list_value(grant), grant.uses_total, uses_used)
             takeback.charge_fen += charge
             takeback.taken.append(f"{grant}: {uses_used} used, charged {yuan(charge)}")
+        if grant.status == Grant.Status.EXPIRED and uses_used:
+            takeback.grants.append(grant)  # closed as charged: a later refund of its lines must not undo it
         if grant.status != Grant.Status.ACTIVE:
             continue  # expired or refunded already: nothing left to take back
         left = ledger_selectors.balance(_grant_account(grant))
@@ -1381,15 +1386,25 @@ def cash_refund_grant(
     _lock_members([grant.member_id])
     grant = Grant.objects.select_for_update().get(pk=grant.pk)
     if grant.status != Grant.Status.ACTIVE:
-        raise _fail("grant", f"{grant} is {grant.get_status_display()}; nothing to refund.")
+        raise fail(
+            "grant",
+            "grant_not_active",
+            _("%(grant)s is %(status)s; nothing to refund."),
+            grant=str(grant),
+            status=grant.get_status_display(),
+        )
     if grant.valid_until is not None and grant.valid_until < timezone.now():
-        raise _fail(
-            "grant", f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}; it is not refundable."
+        raise fail(
+            "grant",
+            "grant_expired",
+            _("%(grant)s expired on %(date)s; it is not refundable."),
+            grant=str(grant),
+            date=f"{timezone.localtime(grant.valid_until):%Y-%m-%d}",
         )
     account = _grant_account(grant)
     left = ledger_selectors.balance(account)
     if left == 0:
-        raise _fail("grant", f"{grant} has no unused uses.")
+        raise fail("grant", "grant_used_up", _("%(grant)s has no unused uses."), grant=str(grant))
     deferred = _grant_deferred_account(grant)
     value = ledger_selectors.balance(deferred)  # all that is left of what was paid for the lot
     number = member_services.next_business_number(merchant, "txj")

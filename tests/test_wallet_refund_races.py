@@ -126,3 +126,48 @@ def test_limit_holds_across_batch_issue_recharge_line_and_plan_gift():
     assert Grant.objects.filter(member=shop.member, coupon_template=template).count() == 1
     assert all(_codes(exc) == {"coupon_limit"} for exc in refused), refused
     assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_cash_refund_of_stored_value_racing_uses_and_refunds_of_its_plan_gifts(trial):
+    """Item 5 under concurrency, and the lock order: the cash refund of the card, a use of a gift coupon,
+    the refund of an earlier gift use and a stored-value spend at once. No deadlock; afterwards every
+    gift lot is closed with nothing left on it, and the charge is exactly the gift uses still used."""
+    shop = make_shop()
+    shop.plan.gift_coupon, shop.plan.gift_coupon_quantity = shop.car_wash_coupon, 1
+    shop.plan.gift_package = shop.cleaning_package
+    shop.plan.save()
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="plan", plan=shop.plan)])  # fmt: skip
+    coupon = Grant.objects.get(member=shop.member, kind="coupon")
+    earlier = services.consume(member=shop.member, store=shop.store, actor=None,
+                               items=[services.ConsumptionItem(service=shop.car_wash, grant=coupon)]).lines.get()  # fmt: skip
+    refused: list[ValidationError] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            if i == 0:
+                services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退卡", actor=None)
+            elif i == 1:
+                services.consume(member=shop.member, store=shop.store, actor=None,
+                                 items=[services.ConsumptionItem(service=shop.car_wash, grant=coupon)])  # fmt: skip
+            elif i == 2:
+                services.refund_consumption_lines(member=shop.member, lines=[earlier], reason="退", actor=None)
+            else:
+                services.consume(member=shop.member, store=shop.store, actor=None,
+                                 items=[services.ConsumptionItem(service=shop.massage, stored_value_fen=20_000)])  # fmt: skip
+        except ValidationError as exc:
+            with lock:
+                refused.append(exc)
+
+    assert run_threads(4, worker) == []
+    refund = services.CashRefund.objects.get(member=shop.member)
+    gifts = Grant.objects.filter(member=shop.member)
+    assert set(gifts.values_list("status", flat=True)) == {"revoked"}
+    for grant in gifts:
+        _assert_nothing_stranded(grant)
+    used = ConsumptionLine.objects.filter(grant=coupon, status="normal").count()
+    assert refund.gifts_charged_fen == used * 2_000  # ¥20 a car wash at the coupon's list price
+    assert all(_codes(exc) <= {"grant_revoked", "invalid"} for exc in refused), refused
+    assert ledger_selectors.reconcile(shop.merchant).clean

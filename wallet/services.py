@@ -963,7 +963,7 @@ def _reevaluate_level(member: Owner, actor, *, because: str) -> None:
             object_id=str(member.pk),
             action="owner.changed",
             after__has_key="level",
-        )  # fmt: skip
+        )
         .order_by("-at", "-pk")
         .first()
     )

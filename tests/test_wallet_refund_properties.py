@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from ledger import selectors as ledger_selectors
-from ledger.models import AccountBalance
+from ledger.models import AccountBalance, Leg
 from tests.factories import make_owner
 from tests.wallet_helpers import make_shop
 from wallet import selectors, services
@@ -156,8 +156,11 @@ def machine_for(policy: str):
                     assert code == "line_already_refunded"
                 elif grant is not None and grant.status in ("refunded", "revoked"):
                     assert code == {"refunded": "grant_refunded", "revoked": "grant_revoked"}[grant.status]
-                elif line.principal_fen or line.bonus_fen:
-                    assert code == "card_closed" and not self._card_open(member)
+                elif (line.principal_fen or line.bonus_fen) and not self._card_open(member):
+                    assert code == "card_closed"
+                elif code == "line_points_spent":  # the points lot it earned into holds less than it earned
+                    lot = Leg.objects.get(entry_id=line.entry_id, account__purpose="points").account
+                    assert ledger_selectors.balance(lot) < line.points
                 else:
                     raise AssertionError(f"refused for no reason the state explains: {exc}") from exc
 

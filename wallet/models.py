@@ -420,6 +420,7 @@ class Grant(models.Model):
         ACTIVE = "active", _("Active")
         EXPIRED = "expired", _("Expired")
         REFUNDED = "refunded", _("Refunded in cash")
+        REVOKED = "revoked", _("Taken back by a cash refund of stored value")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
     member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="grants")
@@ -475,6 +476,7 @@ class VipMembership(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
         EXPIRED = "expired", _("Expired")
+        REVOKED = "revoked", _("Taken back by a cash refund of stored value")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
     member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="vip_memberships")
@@ -649,6 +651,9 @@ class CashRefund(Operation):
     payment_method = models.CharField(max_length=16, choices=PaymentMethod.choices)
     paid_out_fen = fen_field()
     forfeited_bonus_fen = fen_field(default=0)
+    gifts_charged_fen = fen_field(
+        default=0, help_text="used plan gifts charged against the principal at list price (docs/wallet.md §2.6)"
+    )
     uses_refunded = models.PositiveIntegerField(default=0)
     reason = models.CharField(max_length=200)
     entry_id = models.BigIntegerField(null=True, editable=False)

@@ -84,3 +84,18 @@ def _leap(year: int) -> bool:
 
 
 PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def days_begun(start: datetime.datetime, end: datetime.datetime) -> int:
+    """Whole days from start to end, a begun day counting as one (0 if end is not after start)."""
+    seconds = (end - start).total_seconds()
+    return 0 if seconds <= 0 else -(-int(seconds) // 86400)
+
+
+def value_of_days(price_fen: int, days: int, period_days: int) -> int:
+    """What `days` of a `period_days` period priced `price_fen` are worth: pro rata, half up; never more
+    than the price (a gifted VIP period partly enjoyed, docs/wallet.md §2.6)."""
+    if days <= 0 or period_days <= 0:
+        return 0
+    days = min(days, period_days)
+    return (price_fen * days * 2 + period_days) // (2 * period_days)

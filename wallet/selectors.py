@@ -66,9 +66,12 @@ def member_totals(member: Owner) -> MemberTotals:
     points_earned = -Leg.objects.filter(
         account__member=member, account__purpose="points", amount__lt=0,
     ).exclude(entry__reverses__isnull=False).aggregate(t=Coalesce(Sum("amount"), 0))["t"]  # fmt: skip
-    points_refunded = Leg.objects.filter(
-        account__member=member, account__purpose="points", amount__gt=0, entry__reverses__isnull=False
-    ).aggregate(t=Coalesce(Sum("amount"), 0))["t"]
+    # Points returned by refunds: line reversals, and the points a cash refund of stored value takes back.
+    points_refunded = (
+        Leg.objects.filter(account__member=member, account__purpose="points", amount__gt=0)
+        .filter(Q(entry__reverses__isnull=False) | Q(entry__operation_type="cash_refund"))
+        .aggregate(t=Coalesce(Sum("amount"), 0))["t"]
+    )
     return MemberTotals(
         recharge_total_fen=recharge_total,
         cash_balance_fen=balances.get(("principal", ""), 0),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -28,7 +29,7 @@ from ledger import services as ledger
 from ledger.errors import InsufficientBalance
 from ledger.models import Account, Entry
 from members import services as member_services
-from members.models import Level, Merchant, Owner, Staff, Store
+from members.models import AuditEvent, Level, Merchant, Owner, Staff, Store
 
 from . import rules
 from . import selectors as wallet_selectors
@@ -281,6 +282,18 @@ def _voucher_account(voucher: Voucher) -> Account:
 def points_lot_detail(earned_on: datetime.date, valid_years: int) -> str:
     """Points earned in year Y expire at the end of year Y + valid_years: one account per expiry year."""
     return f"exp{earned_on.year + valid_years}"
+
+
+def _lock_members(member_ids: Sequence[int]) -> list[int]:
+    """Lock the members' rows, in id order: the first lock taken by every operation that changes what a
+    member holds (the global lock order, docs/wallet.md §5: member → card → grants → VIP memberships →
+    vouchers → consumption lines → ledger balances). It is what makes the per-member coupon limit and the
+    refunds of one member's benefits race-free, on purpose rather than by a shared number row."""
+    ids = sorted(set(member_ids))
+    # FOR NO KEY UPDATE: serialises these operations without blocking the key-share locks that inserting
+    # rows pointing at the member (entries, grants) takes; a plain FOR UPDATE deadlocks against those.
+    rows = Owner.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    return list(rows.values_list("pk", flat=True))
 
 
 def _lock_card(member: Owner, *, create: bool) -> StoredValueCard:
@@ -544,10 +557,16 @@ def _check_coupon_limit(member: Owner, template: CouponTemplate, adding: int, fi
     already added by earlier lines or gifts of the same operation (`pending`)."""
     pending[template.pk] = pending.get(template.pk, 0) + adding
     if template.per_member_limit:
+        _lock_members([member.pk])  # count under the member's lock: parallel grants of the template queue here
         held = Grant.objects.filter(member=member, coupon_template=template).count()
         if held + pending[template.pk] > template.per_member_limit:
-            raise _fail(
-                field, f"{template} is limited to {template.per_member_limit} per member; the member has {held}."
+            raise fail(
+                field,
+                "coupon_limit",
+                _("%(template)s is limited to %(limit)s per member; the member has %(held)s."),
+                template=str(template),
+                limit=template.per_member_limit,
+                held=held,
             )
 
 
@@ -665,6 +684,9 @@ def issue_coupons(
         raise _fail("template", f"{template} is not active.")
     _check_free_gift(template, wallet_settings(merchant), "template")
     member_ids = list(dict.fromkeys(member_ids))
+    # Lock the members (id order) before counting what they hold: a parallel batch, recharge line or plan
+    # gift of the same template for the same member waits here and then counts this batch's grants.
+    _lock_members(member_ids)
     members = {m.pk: m for m in Owner.objects.filter(merchant=merchant, pk__in=member_ids, status=Owner.Status.ACTIVE)}
     unknown = [m for m in member_ids if m not in members]
     if unknown:
@@ -838,6 +860,7 @@ def consume(
     now = timezone.now()
 
     # Lock every benefit row the lines draw on, in one stable order (card, grants, vouchers by id).
+    _lock_members([member.pk])  # first, as every operation does (a level upgrade below locks it again)
     uses_stored_value = any(it.stored_value_fen for it in items)
     card = _lock_card(member, create=False) if uses_stored_value else None
     grant_ids = sorted({it.grant.pk for it in items if it.grant is not None})
@@ -1062,6 +1085,57 @@ def _upgrade_level(member: Owner, actor) -> None:
             return
 
 
+_AUTOMATIC_LEVEL_CHANGE = "automatic"  # reasons of level changes made by the wallet start with this
+
+
+def _reevaluate_level(member: Owner, actor, *, because: str) -> None:
+    """After a refund: a level reached by spending or points that the remaining consumed total and points
+    earned no longer reach is taken back, down to the best level they still reach (a level without
+    thresholds always counts as reached). A level set by hand (its last change was not automatic) is kept,
+    and an audit event says so. The caller holds the member's lock."""
+    member = Owner.objects.select_related("level").get(pk=member.pk)
+    current = member.level
+    if current is None or (current.upgrade_spend_fen is None and current.upgrade_points is None):
+        return  # not a level reached by spending
+    totals = wallet_selectors.member_totals(member)
+
+    def reached(level: Level) -> bool:
+        if level.upgrade_spend_fen is None and level.upgrade_points is None:
+            return True
+        return (level.upgrade_spend_fen is not None and totals.consumed_total_fen >= level.upgrade_spend_fen) or (
+            level.upgrade_points is not None and totals.points_earned >= level.upgrade_points
+        )
+
+    if reached(current):
+        return
+    lower = Level.objects.filter(merchant_id=member.merchant_id, rank__lt=current.rank).order_by("-rank")
+    target = next((level for level in lower if reached(level)), None)
+    last_change = (
+        AuditEvent.objects.filter(
+            content_type=ContentType.objects.get_for_model(Owner),
+            object_id=str(member.pk),
+            action="owner.changed",
+            after__has_key="level",
+        )
+        .order_by("-at", "-pk")
+        .first()
+    )
+    why = (
+        f"{because}: consumed {yuan(totals.consumed_total_fen)} and {totals.points_earned} points earned no "
+        f"longer reach {current.name}"
+    )
+    if target is None or last_change is None or not last_change.reason.startswith(_AUTOMATIC_LEVEL_CHANGE):
+        member_services.record_audit(
+            actor=_user(actor), action="owner.level_kept", target=member, merchant=member.merchant,
+            before={"level": current.pk}, after={"level": current.pk},
+            reason=f"{why}; kept: {'set by hand' if target is not None else 'no lower level'}",
+        )  # fmt: skip
+        return
+    member_services.update_owner(
+        member, actor=_user(actor), level=target, reason=f"{_AUTOMATIC_LEVEL_CHANGE} downgrade after {why}"
+    )
+
+
 # ---------------------------------------------------------------- entitlement refund (权益退款, tqy…)
 
 
@@ -1092,29 +1166,7 @@ def refund_consumption_lines(
         raise fail(
             "lines", "other_merchant", _("This %(kind)s belongs to another merchant."), kind=_("consumption line")
         )
-    ids = sorted({line.pk for line in lines})
-    locked = list(
-        ConsumptionLine.objects.select_for_update(of=("self",))
-        .filter(pk__in=ids)
-        .select_related("consumption", "grant", "service")
-        .order_by("pk")
-    )
-    if len(locked) != len(ids):
-        raise _fail("lines", "Some of the lines do not exist.")
-    for line in locked:
-        label = f"{line.consumption.number}/{line.line_no}"
-        if line.consumption.member_id != member.pk or line.consumption.merchant_id != merchant.pk:
-            raise _fail("lines", f"Line {label} is not this member's.")
-        if line.status == ConsumptionLine.Status.REFUNDED:
-            raise _fail("lines", f"Line {label} was already refunded.")
-        if line.grant is not None and line.grant.status == Grant.Status.REFUNDED:
-            raise _fail(
-                "lines", f"Line {label} used {line.grant}, which was refunded in cash; it cannot take uses back."
-            )
-        if line.principal_fen or line.bonus_fen:
-            card = StoredValueCard.objects.select_for_update().get(member=member)
-            if card.status == StoredValueCard.Status.CLOSED:
-                raise _fail("lines", f"Line {label} was paid by stored value, but the card is closed by a cash refund.")
+    locked = _lock_lines_for_refund(member, sorted({line.pk for line in lines}))
     number = member_services.next_business_number(merchant, "tqy")
     refund = EntitlementRefund.objects.create(
         merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,
@@ -1135,7 +1187,69 @@ def refund_consumption_lines(
         line.status = ConsumptionLine.Status.REFUNDED
         line.refund = refund
         line.save(update_fields=["status", "refund"])
+    _reevaluate_level(member, actor, because=f"refund {number}")
     return refund
+
+
+def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLine]:
+    """Lock what refunding the lines touches, in the global order (member, card, grants, vouchers, then
+    the lines; docs/wallet.md §5), and check the lines against the locked rows. A cash refund of a grant
+    locks the same member and grant first, so one of the two runs after the other and sees its result:
+    a line is never put back on a lot that was paid out or taken back meanwhile (issue 9, item 7)."""
+    _lock_members([member.pk])
+    seen = list(
+        ConsumptionLine.objects.filter(pk__in=ids).values("grant_id", "voucher_id", "principal_fen", "bonus_fen")
+    )
+    if len(seen) != len(ids):
+        raise fail("lines", "line_not_found", _("Some of the lines do not exist."))
+    card = None
+    if any(row["principal_fen"] or row["bonus_fen"] for row in seen):
+        card = StoredValueCard.objects.select_for_update().filter(member=member).first()
+    grant_ids = sorted({row["grant_id"] for row in seen if row["grant_id"]})
+    grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
+    voucher_ids = sorted({row["voucher_id"] for row in seen if row["voucher_id"]})
+    list(Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk").values_list("pk", flat=True))
+    locked = list(
+        ConsumptionLine.objects.select_for_update(of=("self",))
+        .filter(pk__in=ids)
+        .select_related("consumption", "service")
+        .order_by("pk")
+    )
+    for line in locked:
+        label = f"{line.consumption.number}/{line.line_no}"
+        if line.consumption.member_id != member.pk or line.consumption.merchant_id != member.merchant_id:
+            raise fail("lines", "line_of_other_member", _("Line %(line)s is not this member's."), line=label)
+        if line.status == ConsumptionLine.Status.REFUNDED:
+            raise fail("lines", "line_already_refunded", _("Line %(line)s was already refunded."), line=label)
+        if line.grant_id is not None:
+            line.grant = grants[line.grant_id]  # the row as locked, not as first read
+            if line.grant.status == Grant.Status.REFUNDED:
+                raise fail(
+                    "lines",
+                    "grant_refunded",
+                    _("Line %(line)s used %(grant)s, which was refunded in cash; it cannot take uses back."),
+                    line=label,
+                    grant=str(line.grant),
+                )
+            if line.grant.status == Grant.Status.REVOKED:
+                raise fail(
+                    "lines",
+                    "grant_revoked",
+                    _(
+                        "Line %(line)s used %(grant)s, a plan gift taken back (and its uses charged) by the cash "
+                        "refund of the stored value; it cannot take uses back."
+                    ),
+                    line=label,
+                    grant=str(line.grant),
+                )
+        if (line.principal_fen or line.bonus_fen) and (card is None or card.status == StoredValueCard.Status.CLOSED):
+            raise fail(
+                "lines",
+                "card_closed",
+                _("Line %(line)s was paid by stored value, but the card is closed by a cash refund."),
+                line=label,
+            )
+    return locked
 
 
 def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store, now) -> None:
@@ -1153,9 +1267,12 @@ def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store,
         if account.purpose != "points":
             raise
         if not _points_lot_expired(account, now):
-            raise _fail(
+            raise fail(
                 "lines",
-                f"The {line.points} points line {label} earned were already spent; return them before the refund.",
+                "line_points_spent",
+                _("The %(points)s points line %(line)s earned were already spent; return them before the refund."),
+                points=line.points,
+                line=label,
             ) from exc
     remaining = ledger.reversible_remaining(entry)
     units = dict(Account.objects.filter(pk__in=remaining).values_list("pk", "unit"))
@@ -1181,54 +1298,196 @@ def cash_refund_stored_value(
     store: Store | None = None,
     idempotency_key: str | None = None,
 ) -> CashRefund:
-    """Pay out all unused principal; the bonus is forfeited to breakage, never paid. Closes the card."""
+    """Pay out the unused principal; the bonus is forfeited to breakage, never paid. Closes the card.
+    The gifts of the plans whose principal is paid back go back too: unused gift uses and gifted VIP time
+    are taken back, and what was used of them is charged against the payout at list price (refused if
+    the principal cannot cover it). Points earned by buying the stored value go back with it."""
     merchant = member.merchant
     _check_payment_method(payment_method)
     if not reason.strip():
         raise _fail("reason", "A refund needs a reason.")
     _check_merchant(store, merchant.pk, "store")
+    _lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = _lock_card(member, create=False)
+    now = timezone.now()
     principal_acct, bonus_acct = _stored_value_accounts(member)
     current = ledger_selectors.balances([principal_acct, bonus_acct])
     principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
     if principal == 0 and bonus == 0:
-        raise _fail("stored_value", "There is nothing on the stored-value card to refund.")
+        raise fail("stored_value", "nothing_to_refund", _("There is nothing on the stored-value card to refund."))
+    takeback = _plan_gifts_takeback(member, now)
+    if takeback.charge_fen > principal:
+        raise fail(
+            "stored_value",
+            "gifts_exceed_refund",
+            _(
+                "The plan gifts already used are worth %(charge)s at list price, more than the %(principal)s "
+                "of principal left to refund; the refund cannot be made."
+            ),
+            charge=yuan(takeback.charge_fen),
+            principal=yuan(principal),
+        )
+    payout = principal - takeback.charge_fen
     number = member_services.next_business_number(merchant, "txj")
     legs = _Postings([])
     legs.add(ledger.decrease(principal_acct, principal))
-    legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), principal))
+    legs.add(ledger.decrease(_acct(merchant, "cash", detail=payment_method), payout))
+    legs.add(ledger.increase(_acct(merchant, "revenue"), takeback.charge_fen))  # used gifts, now paid for
     legs.add(ledger.decrease(bonus_acct, bonus))
     legs.add(ledger.increase(_acct(merchant, "breakage"), bonus))
-    legs.legs.extend(_points_clawback_legs(member, principal))
+    legs.legs.extend(takeback.legs)
+    legs.legs.extend(_points_clawback_legs(member, payout))
     entry = ledger.post_entry(
         merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
         idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=member, memo=reason[:200],
     )  # fmt: skip
+    takeback.apply(now)
     card.status = StoredValueCard.Status.CLOSED
-    card.closed_at = timezone.now()
+    card.closed_at = now
     card.save(update_fields=["status", "closed_at"])
     member_services.record_audit(actor=_user(actor), action="stored_value.closed", target=card, merchant=merchant,
                                  reason=f"cash refund {number}: {reason}")  # fmt: skip
+    if takeback.taken:
+        member_services.record_audit(
+            actor=_user(actor), action="stored_value.gifts_taken_back", target=card, merchant=merchant,
+            after={"taken_back": takeback.taken, "charged": yuan(takeback.charge_fen)},
+            reason=f"cash refund {number}: plan gifts go back with the principal",
+        )  # fmt: skip
+    _reevaluate_level(member, actor, because=f"cash refund {number}")
     return CashRefund.objects.create(
         merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,
         idempotency_key=idempotency_key, kind=CashRefund.Kind.STORED_VALUE, payment_method=payment_method,
-        paid_out_fen=principal, forfeited_bonus_fen=bonus, entry_id=entry.pk,
+        paid_out_fen=payout, forfeited_bonus_fen=bonus, gifts_charged_fen=takeback.charge_fen, entry_id=entry.pk,
     )  # fmt: skip
 
 
+@dataclass
+class _GiftTakeback:
+    """What a cash refund of stored value takes back of its plans' gifts (docs/wallet.md §2.6)."""
+
+    legs: list
+    charge_fen: int  # used gifts at list price, kept from the payout
+    grants: list[Grant]  # active gift lots to close
+    memberships: dict[int, tuple[VipMembership, datetime.datetime]]  # membership id → (row, end without gifts)
+    taken: list[str]  # what was taken back or charged, for the audit event
+
+    def apply(self, now: datetime.datetime) -> None:
+        for grant in self.grants:
+            grant.status = Grant.Status.REVOKED
+            grant.save(update_fields=["status"])
+        for membership, end in self.memberships.values():
+            if membership.status != VipMembership.Status.ACTIVE:
+                continue
+            if end > now:  # the member keeps the time bought
+                membership.ends_at = end
+            else:
+                membership.status, membership.ends_at = VipMembership.Status.REVOKED, now
+            membership.save(update_fields=["status", "ends_at"])
+
+
+def _plan_gifts_takeback(member: Owner, now: datetime.datetime) -> _GiftTakeback:
+    """The gifts of every plan recharge of the member (the whole principal is being paid back, and the
+    card closes): each lot the recharge gave for nothing (paid ¥0: the plan's gift coupons and package)
+    and each gifted VIP period. Unused uses leave the member (to the issuance account); used uses are
+    charged at list price; gifted VIP months come off the end of the membership, and gifted days
+    already enjoyed are charged pro rata at the card's list price. Locks the lots, then the VIP rows."""
+    takeback = _GiftTakeback(legs=[], charge_fen=0, grants=[], memberships={}, taken=[])
+    recharges = list(
+        Recharge.objects.filter(merchant_id=member.merchant_id, member=member, lines__kind=RechargeLine.Kind.PLAN)
+        .distinct()
+        .order_by("-created_at", "-pk")
+    )
+    if not recharges:
+        return takeback
+    gifts = list(
+        Grant.objects.select_for_update()
+        .filter(member=member, source_ref__in=[r.number for r in recharges], paid_fen=0)
+        .order_by("pk")
+    )
+    used = dict(
+        ConsumptionLine.objects.filter(grant__in=gifts, status=ConsumptionLine.Status.NORMAL)
+        .values("grant_id")
+        .annotate(n=Sum("uses"))
+        .values_list("grant_id", "n")
+    )
+    merchant = member.merchant
+    for grant in gifts:
+        uses_used = used.get(grant.pk, 0)
+        if uses_used:
+            charge = rules.value_of_uses(_gift_list_value(grant), grant.uses_total, uses_used)
+            takeback.charge_fen += charge
+            takeback.taken.append(f"{grant}: {uses_used} used, charged {yuan(charge)}")
+        if grant.status == Grant.Status.EXPIRED and uses_used:
+            takeback.grants.append(grant)  # closed as charged: a later refund of its lines must not undo it
+        if grant.status != Grant.Status.ACTIVE:
+            continue  # expired or refunded already: nothing left to take back
+        left = ledger_selectors.balance(_grant_account(grant))
+        if left:
+            takeback.legs += [
+                ledger.decrease(_grant_account(grant), left),
+                ledger.decrease(_acct(merchant, "issuance", grant.unit), left),
+            ]
+            takeback.taken.append(f"{grant}: {left} unused taken back")
+        takeback.grants.append(grant)
+
+    lines = list(
+        RechargeLine.objects.filter(recharge__in=recharges, kind=RechargeLine.Kind.PLAN, plan__gift_vip__isnull=False)
+        .select_related("recharge", "plan__gift_vip")
+        .order_by("-recharge__created_at", "-recharge_id", "-line_no")
+    )
+    if lines:
+        rows = {
+            m.pk: m
+            for m in VipMembership.objects.select_for_update()
+            .filter(member=member, card_type_id__in={line.plan.gift_vip_id for line in lines})
+            .order_by("pk")
+        }
+        for line in lines:  # newest gift first: each comes off the end left by the later ones
+            vip_type, bought_at = line.plan.gift_vip, line.recharge.created_at
+            candidates = [m for m in rows.values() if m.card_type_id == vip_type.pk and m.starts_at <= bought_at]
+            if not candidates:
+                continue
+            row = max(candidates, key=lambda m: (m.starts_at, m.pk))  # the membership the gift made or extended
+            end = takeback.memberships.get(row.pk, (row, row.ends_at))[1]
+            start = rules.add_months(end, -rules.PERIOD_MONTHS[vip_type.period] * line.quantity)
+            takeback.memberships[row.pk] = (row, start)
+            if now > start:
+                days = rules.days_begun(start, min(now, end))
+                charge = rules.value_of_days(vip_type.price_fen, days, rules.days_begun(start, end))
+                takeback.charge_fen += charge
+                takeback.taken.append(f"{vip_type}: {days} gifted days enjoyed, charged {yuan(charge)}")
+            else:
+                takeback.taken.append(f"{vip_type}: gifted period taken back")
+    return takeback
+
+
+def _gift_list_value(grant: Grant) -> int:
+    """What the gifted lot sells for: the coupon template's price, or the lot's share of its package's
+    price (spread over the services as a sale spreads it: list price × quantity)."""
+    if grant.kind == Grant.Kind.COUPON:
+        return grant.coupon_template.price_fen
+    items = list(grant.package.items.select_related("service").order_by("id"))
+    shares = _allocate(grant.package.price_fen, [it.service.list_price_fen * it.quantity or 1 for it in items])
+    return next((share for it, share in zip(items, shares, strict=True) if it.service_id == grant.service_id), 0)
+
+
 def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
-    """Points earned by buying the stored value that is now paid back go back too (only when the merchant
-    rewards buying stored value): in proportion to the principal refunded, oldest lots first."""
-    if not wallet_settings(member.merchant).points_on_stored_value_purchase or not principal_refunded:
+    """Points earned by buying the stored value that is now paid back go back too, in proportion to the
+    principal paid out, oldest lots first. Decided by what the recharges earned, as recorded in their
+    entries at the time, never by today's setting: turning `points_on_stored_value_purchase` off later
+    does not let the member keep them, turning it on later takes nothing that was not given."""
+    if not principal_refunded:
         return []
-    earned = (
-        -ledger_selectors.legs_matching(
+    earned = -(
+        ledger_selectors.legs_matching(
             member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="points"
         ).aggregate(t=Sum("amount"))["t"]
         or 0
     )
-    bought = (
-        -ledger_selectors.legs_matching(
+    if not earned:
+        return []
+    bought = -(
+        ledger_selectors.legs_matching(
             member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="principal"
         ).aggregate(t=Sum("amount"))["t"]
         or 0
@@ -1239,7 +1498,12 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         key=lambda row: row.account.detail,
     )
     if sum(row.balance for row in lots) < due:
-        raise _fail("points", f"The {due} points earned by buying this stored value were spent; return them first.")
+        raise fail(
+            "points",
+            "points_spent",
+            _("The %(points)s points earned by buying this stored value were spent; return them first."),
+            points=due,
+        )
     legs, left = [], due
     for row in lots:
         take = min(left, row.balance)
@@ -1269,17 +1533,29 @@ def cash_refund_grant(
     _check_payment_method(payment_method)
     if not reason.strip():
         raise _fail("reason", "A refund needs a reason.")
+    # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
+    _lock_members([grant.member_id])
     grant = Grant.objects.select_for_update().get(pk=grant.pk)
     if grant.status != Grant.Status.ACTIVE:
-        raise _fail("grant", f"{grant} is {grant.get_status_display()}; nothing to refund.")
+        raise fail(
+            "grant",
+            "grant_not_active",
+            _("%(grant)s is %(status)s; nothing to refund."),
+            grant=str(grant),
+            status=grant.get_status_display(),
+        )
     if grant.valid_until is not None and grant.valid_until < timezone.now():
-        raise _fail(
-            "grant", f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}; it is not refundable."
+        raise fail(
+            "grant",
+            "grant_expired",
+            _("%(grant)s expired on %(date)s; it is not refundable."),
+            grant=str(grant),
+            date=f"{timezone.localtime(grant.valid_until):%Y-%m-%d}",
         )
     account = _grant_account(grant)
     left = ledger_selectors.balance(account)
     if left == 0:
-        raise _fail("grant", f"{grant} has no unused uses.")
+        raise fail("grant", "grant_used_up", _("%(grant)s has no unused uses."), grant=str(grant))
     deferred = _grant_deferred_account(grant)
     value = ledger_selectors.balance(deferred)  # all that is left of what was paid for the lot
     number = member_services.next_business_number(merchant, "txj")

@@ -133,8 +133,9 @@ def test_cash_refund_of_stored_value_racing_uses_and_refunds_of_its_plan_gifts(t
     """Item 5 under concurrency, and the lock order: the cash refund of the card, a use of a gift coupon,
     the refund of an earlier gift use and a stored-value spend at once. No deadlock; afterwards every
     gift lot is closed with nothing left on it, and the charge is exactly the gift uses still used."""
-    shop = make_shop()
+    shop = make_shop(max_plan_free_value_bp=10_000)  # plan gifts weighing up to its price
     shop.plan.gift_coupon, shop.plan.gift_coupon_quantity = shop.car_wash_coupon, 1
+    shop.plan.bonus_fen = 10_000  # ¥100 bonus + gifts worth ¥900 at list value: within the plan limit
     shop.plan.gift_package = shop.cleaning_package
     shop.plan.save()
     services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,

@@ -102,9 +102,22 @@ def _check_positive_int(value, field: str) -> int:
     return value
 
 
+def _reason(reason: str | None, message=None) -> str:
+    """The reason an operation needs (refunds, free value): required, no NUL, at most 200 characters."""
+    text = member_services.clean_text(reason, "reason", max_length=200)
+    if not text:
+        raise fail("reason", "reason_required", message or _("A reason is required."))
+    return text
+
+
+def _text(value: str | None, field: str, max_length: int | None = None) -> str:
+    """Free text of an operation (note, notes, tags): no NUL (PostgreSQL refuses it), within its column."""
+    return member_services.clean_text(value, field, max_length=max_length)
+
+
 def _check_fen(value, field: str, *, allow_zero: bool = True) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, f"Amounts are whole fen (integers), got {value!r}.")
+        raise fail(field, "amount_format", _("Amounts are whole fen (integers)."))
     if value < 0 or (value == 0 and not allow_zero):
         raise _fail(field, f"The amount must be {'positive' if allow_zero else 'greater than zero'}, got {value}.")
     if value > MAX_FEN:
@@ -351,6 +364,7 @@ def recharge(
     """Take money in and credit what it buys: principal and bonus, coupons, entitlement packages,
     vouchers, VIP periods."""
     merchant = member.merchant
+    note = _text(note, "note", max_length=200)
     _check_member(member, store)
     _check_payment_method(payment_method)
     if not items:
@@ -678,8 +692,7 @@ def issue_coupons(
     per-member limit are skipped and reported. Thousands at once go through the ledger's bulk path:
     one entry per 2,000 grants."""
     merchant = template.merchant
-    if not reason.strip():
-        raise _fail("reason", "Say why the coupons are issued (e.g. new member, spend threshold).")
+    reason = _reason(reason, _("Say why the coupons are issued (e.g. new member, spend threshold)."))
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
     _check_free_gift(template, wallet_settings(merchant), "template")
@@ -726,8 +739,7 @@ def issue_coupons(
 @transaction.atomic
 def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBaseUser | None, reason: str) -> Voucher:
     """Give a member a free voucher (marketing): its face value is a promotion expense."""
-    if not reason.strip():
-        raise _fail("reason", "Say why the voucher is given.")
+    reason = _reason(reason, _("Say why the voucher is given."))
     _check_member(member, None)
     _check_same_merchant(template, member, "template")
     if not template.is_active:
@@ -760,8 +772,9 @@ def award_activity_points(
     if not rule.is_active:
         raise _fail("rule", f"{rule} is not active.")
     _recheck_catalog(rule, "rule")  # points within max_activity_points
-    if not occasion.strip():
-        raise _fail("occasion", "Say which occasion earns the points.")
+    occasion = _text(occasion, "occasion", max_length=64)
+    if not occasion:
+        raise fail("occasion", "occasion_required", _("Say which occasion earns the points."))
     merchant = member.merchant
     ref = f"{rule.code}:{occasion}"[:64]
     return ledger.post_entry(
@@ -793,14 +806,16 @@ def record_service(
     idempotency_key: str | None = None,
 ) -> ServiceRecord:
     merchant = member.merchant
+    notes = _text(notes, "notes", max_length=2000)
+    tags = [_text(t, "tags", max_length=30) for t in tags]
     _check_member(member, store)
     _check_merchant(staff, merchant.pk, "staff")
     record = ServiceRecord.objects.create(
         merchant=merchant, number=member_services.next_business_number(merchant, "fw"), member=member, store=store,
         operator=_user(actor), staff=staff, notes=notes, idempotency_key=idempotency_key,
     )  # fmt: skip
-    for name in dict.fromkeys(t.strip() for t in tags if t.strip()):
-        record.tags.add(ServiceTag.objects.get_or_create(merchant=merchant, name=name[:30])[0])
+    for name in dict.fromkeys(t for t in tags if t):
+        record.tags.add(ServiceTag.objects.get_or_create(merchant=merchant, name=name)[0])
     return record
 
 
@@ -846,6 +861,7 @@ def consume(
     upgrade the level when a threshold is crossed. One ledger entry per line, so a line can be refunded
     exactly."""
     merchant = member.merchant
+    note = _text(note, "note", max_length=200)
     _check_member(member, store)
     if not items:
         raise _fail("items", "A consumption needs at least one line.")
@@ -925,15 +941,14 @@ def consume(
                 ("direct_fen", direct_fen),
             ):
                 if amount > payable:
-                    raise _fail(
-                        f"{f}.{name}", f"The deduction {amount} is larger than the line's payable amount {payable}."
-                    )
+                    raise fail(f"{f}.{name}", "deduction_over_payable",
+                               _("The deduction %(amount)s is larger than the line's payable amount %(payable)s."),
+                               amount=yuan(amount), payable=yuan(payable))  # fmt: skip
             if voucher_fen + stored_fen + direct_fen != payable:
-                raise _fail(
-                    f"{f}",
-                    f"The line's payable amount is {payable} fen but voucher + stored value + direct payment give "
-                    f"{voucher_fen + stored_fen + direct_fen}.",
-                )
+                raise fail(f"{f}", "payment_mismatch",
+                           _("The line's payable amount is %(payable)s but voucher + stored value + direct payment "
+                             "give %(given)s."),
+                           payable=yuan(payable), given=yuan(voucher_fen + stored_fen + direct_fen))  # fmt: skip
             if voucher_fen:
                 if item.voucher is None:
                     raise _fail(f"{f}.voucher", "Choose the voucher to deduct from.")
@@ -943,18 +958,17 @@ def consume(
                 if voucher.pk not in voucher_left:
                     voucher_left[voucher.pk] = ledger_selectors.balance(account)
                 if voucher_fen > voucher_left[voucher.pk]:
-                    raise _fail(
-                        f"{f}.voucher_fen", f"The voucher has {voucher_left[voucher.pk]} fen left, {voucher_fen} asked."
-                    )
+                    raise fail(f"{f}.voucher_fen", "voucher_insufficient",
+                               _("The voucher has %(left)s left, %(asked)s asked."),
+                               left=yuan(voucher_left[voucher.pk]), asked=yuan(voucher_fen))  # fmt: skip
                 voucher_left[voucher.pk] -= voucher_fen
                 line.voucher, line.voucher_fen = voucher, voucher_fen
                 legs += [ledger.decrease(account, voucher_fen), ledger.increase(revenue, voucher_fen)]
             if stored_fen:
                 if stored_fen > principal_left + bonus_left:
-                    raise _fail(
-                        f"{f}.stored_value_fen",
-                        f"Stored value {principal_left + bonus_left} fen does not cover {stored_fen} fen.",
-                    )
+                    raise fail(f"{f}.stored_value_fen", "stored_value_insufficient",
+                               _("The stored value %(left)s does not cover %(asked)s."),
+                               left=yuan(principal_left + bonus_left), asked=yuan(stored_fen))  # fmt: skip
                 from_principal, from_bonus = rules.split_stored_value(
                     stored_fen, principal_left, bonus_left, settings.spending_policy
                 )
@@ -969,10 +983,8 @@ def consume(
             if direct_fen:
                 method = item.payment_method
                 if method not in PaymentMethod.values:
-                    raise _fail(
-                        f"{f}.payment_method",
-                        f"Say how the {direct_fen} fen were paid (one of {', '.join(PaymentMethod.values)}).",
-                    )
+                    raise fail(f"{f}.payment_method", "payment_method_required",
+                               _("Say how the %(amount)s were paid."), amount=yuan(direct_fen))  # fmt: skip
                 line.direct_fen, line.payment_method = direct_fen, method
                 legs += [
                     ledger.increase(_acct(merchant, "cash", detail=method), direct_fen),
@@ -1153,8 +1165,7 @@ def refund_consumption_lines(
     """Reverse chosen consumption lines exactly: the same principal/bonus split, the same voucher and
     grant accounts, the commission and the points they earned. A line is never refunded twice."""
     merchant = member.merchant
-    if not reason.strip():
-        raise _fail("reason", "A refund needs a reason.")
+    reason = _reason(reason, _("A refund needs a reason."))
     if not lines:
         raise _fail("lines", "Choose the consumption lines to refund.")
     _check_merchant(store, merchant.pk, "store")
@@ -1304,8 +1315,7 @@ def cash_refund_stored_value(
     the principal cannot cover it). Points earned by buying the stored value go back with it."""
     merchant = member.merchant
     _check_payment_method(payment_method)
-    if not reason.strip():
-        raise _fail("reason", "A refund needs a reason.")
+    reason = _reason(reason, _("A refund needs a reason."))
     _check_merchant(store, merchant.pk, "store")
     _lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = _lock_card(member, create=False)
@@ -1531,8 +1541,7 @@ def cash_refund_grant(
     merchant = grant.merchant
     _check_merchant(store, merchant.pk, "store")
     _check_payment_method(payment_method)
-    if not reason.strip():
-        raise _fail("reason", "A refund needs a reason.")
+    reason = _reason(reason, _("A refund needs a reason."))
     # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
     _lock_members([grant.member_id])
     grant = Grant.objects.select_for_update().get(pk=grant.pk)

@@ -331,7 +331,14 @@ def test_any_quantity_and_amount_is_accepted_or_refused_with_a_code(quantity, pr
         try:
             call()
         except DomainError as exc:
-            assert exc.code in {"quantity_too_large", "amount_too_large", "amount_over_ceiling", "payment_mismatch", "invalid"}
+            assert exc.code in {
+                "quantity_too_large",
+                "amount_too_large",
+                "amount_over_ceiling",
+                "payment_mismatch",
+                "deduction_over_payable",
+                "invalid",
+            }
 
 
 # ---------------------------------------------------------------- item 9: every related object is re-checked

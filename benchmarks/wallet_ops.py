@@ -92,7 +92,9 @@ WARMUP_OPS = 3  # per worker, untimed (connection, imports, prepared statements,
 WARMUP_LEDGER = 20
 COUNTED_OPS = 2  # the last warm-up operations of worker 0: their statements are counted
 REFUND_LINES_PER_CONSUMPTION = 50  # lines to refund are made 50 to a consumption: one level check for 50
-POOL_FACTOR = 2.0  # prepared inputs = this × what the warm-up rate says a run needs
+POOL_FACTOR = (
+    4.0  # prepared inputs = this × what the warm-up rate says a run needs (warm-up runs beside other workers preparing)
+)
 ERROR_SAMPLES = 3
 INITIAL_FEN = 100_000_000  # first recharge of every member: ¥1,000,000, never spent down in a run
 HISTORY_BLOCK_ROWS = 200_000  # history entries per INSERT statement
@@ -788,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         "--short-history", type=int, default=10, help="entries per member in the short-history run; 0 skips it"
     )
     parser.add_argument(
-        "--refund-members", type=int, default=1000, help="members for cash refunds, one each (default 1000)"
+        "--refund-members", type=int, default=2000, help="members for cash refunds, one each (default 2000)"
     )
     parser.add_argument("--coupon-members", type=int, default=200, help="members holding a paid coupon (default 200)")
     parser.add_argument("--ops", default=",".join(OPS), help="operations to run (default all)")

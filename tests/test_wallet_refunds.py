@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
 from ledger.models import Entry
@@ -184,6 +185,18 @@ def test_points_for_buying_stored_value_go_back_after_the_setting_was_turned_off
     assert refund.paid_out_fen == 100_000
     totals = selectors.member_totals(shop.member)
     assert (totals.points_balance, totals.points_earned) == (0, 0)
+
+
+def test_points_of_the_purchase_that_expired_do_not_block_the_cash_refund():
+    """Expired purchase points left the member without benefit: the refund takes back only what is still
+    owed after them, and is never refused for points that are gone."""
+    shop = make_shop("principal_first", points_on_stored_value_purchase=True)
+    load_plan(shop)  # ¥1,000 principal earns 1,000 points this year
+    services.expire_due_benefits(now=timezone.now() + datetime.timedelta(days=366 * 3))
+    assert selectors.member_totals(shop.member).points_balance == 0
+    refund = services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退", actor=None)
+    assert refund.paid_out_fen == 100_000
+    assert ledger_selectors.reconcile(shop.merchant).clean
 
 
 def test_turning_the_setting_on_later_takes_back_no_points_that_were_not_given():

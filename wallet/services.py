@@ -1503,6 +1503,15 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         or 0
     )
     due = earned * principal_refunded // bought if bought else 0
+    # Points that expired left the member without benefit: they count as returned first, so a member
+    # whose purchase points lapsed can still be refunded (they cannot be taken back twice).
+    expired = (  # points lots are credit-normal: an expiry's debit is positive
+        ledger_selectors.legs_matching(
+            member.merchant, entry__member=member, entry__operation_type="expiry", account__purpose="points"
+        ).aggregate(t=Sum("amount"))["t"]
+        or 0
+    )
+    due = max(0, due - expired)
     lots = sorted(
         (row for row in ledger_selectors.member_balances(member) if row.account.purpose == "points" and row.balance),
         key=lambda row: row.account.detail,

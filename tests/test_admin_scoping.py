@@ -308,7 +308,9 @@ def test_form_choices_of_every_admin_are_the_merchants_own(world):
 
 def test_plan_cannot_gift_another_merchants_template_even_for_a_platform_admin(client, world):
     client.force_login(world.platform)
-    plan = world.a.plan
+    # A plan not sold yet (a sold plan's terms are frozen whatever they point at).
+    plan = RechargePlan.objects.create(merchant=world.a.merchant, name="甲方新方案", pay_fen=100_000,
+                                       gift_coupon=world.a.coupon, gift_coupon_quantity=1)  # fmt: skip
     response = client.post(
         admin_url(RechargePlan, "change", plan.pk),
         {

@@ -109,6 +109,32 @@ def _other_merchant(field: str, owner_merchant_id: int | None, *related) -> None
                        kind=obj._meta.verbose_name)  # fmt: skip
 
 
+class SoldTermsFrozen:
+    """A catalog row whose economic terms sales rely on: once sold or issued, a refund values what was
+    given by these terms (a plan's gifts are taken back by the plan's gift links and list prices), so
+    they cannot change afterwards. The merchant deactivates the row and creates a new one instead."""
+
+    sold_terms: tuple[str, ...] = ()
+
+    def is_sold(self) -> bool:  # pragma: no cover - every subclass answers
+        raise NotImplementedError
+
+    def check_sold_terms(self) -> None:
+        if not self.pk or not self.sold_terms:
+            return
+        old = type(self).objects.filter(pk=self.pk).values(*self.sold_terms).first()
+        if old is None:
+            return
+        changed = [name for name in self.sold_terms if old[name] != getattr(self, self._meta.get_field(name).attname)]
+        if changed and self.is_sold():
+            raise fail(
+                changed[0], "terms_sold",
+                _("This %(kind)s has been sold: its price and terms cannot change. Deactivate it and create a new "
+                  "one."),
+                kind=self._meta.verbose_name,
+            )  # fmt: skip
+
+
 class ActivityPointsRule(models.Model):
     """Points awarded for an activity (sign-up, review, birthday…), besides points per yuan spent."""
 
@@ -217,7 +243,7 @@ class CommissionRule(models.Model):
 # ---------------------------------------------------------------- templates
 
 
-class VoucherTemplate(models.Model):
+class VoucherTemplate(SoldTermsFrozen, models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="voucher_templates")
     name = models.CharField(max_length=100)
     amount_fen = fen_field(_("face value (fen)"), validators=[MinValueValidator(1)])
@@ -228,7 +254,13 @@ class VoucherTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    sold_terms = ("amount_fen", "price_fen")
+
+    def is_sold(self) -> bool:
+        return Voucher.objects.filter(template_id=self.pk).exists()
+
     def clean(self) -> None:
+        self.check_sold_terms()
         # A voucher sold below its face value gives the difference away: at most the plan share of its
         # price. A price of 0 makes a free-only template, bounded when issued (max_free_gift_fen).
         if not self.price_fen or not self.amount_fen:
@@ -244,7 +276,7 @@ class VoucherTemplate(models.Model):
             )  # fmt: skip
 
 
-class CouponTemplate(models.Model):
+class CouponTemplate(SoldTermsFrozen, models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="coupon_templates")
     name = models.CharField(max_length=100)
     uses = models.PositiveIntegerField(validators=[MinValueValidator(1)])
@@ -257,6 +289,14 @@ class CouponTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    sold_terms = ("uses", "price_fen")
+
+    def is_sold(self) -> bool:
+        return Grant.objects.filter(coupon_template_id=self.pk).exists()
+
+    def clean(self) -> None:
+        self.check_sold_terms()
+
     @property
     def unit(self) -> str:
         return f"CPN:{self.pk}"
@@ -268,7 +308,7 @@ class CouponTemplate(models.Model):
         return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
 
 
-class EntitlementPackage(models.Model):
+class EntitlementPackage(SoldTermsFrozen, models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="entitlement_packages")
     name = models.CharField(max_length=100)
     price_fen = fen_field(_("price (fen)"), validators=[MinValueValidator(0)])
@@ -277,6 +317,14 @@ class EntitlementPackage(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    sold_terms = ("price_fen",)
+
+    def is_sold(self) -> bool:
+        return Grant.objects.filter(package_id=self.pk).exists()
+
+    def clean(self) -> None:
+        self.check_sold_terms()
 
     def list_value_fen(self) -> int:
         """Its price, or its services at list price × quantity, whichever is more."""
@@ -299,9 +347,18 @@ class PackageItem(models.Model):
     def clean(self) -> None:
         package = _related(self, "package")
         _other_merchant("service", package.merchant_id if package else None, _related(self, "service"))
+        if package is not None and package.pk and package.is_sold():
+            old = PackageItem.objects.filter(pk=self.pk).values("service_id", "quantity").first() if self.pk else None
+            if old != {"service_id": self.service_id, "quantity": self.quantity}:
+                raise fail(
+                    "__all__", "terms_sold",
+                    _("This %(kind)s has been sold: its price and terms cannot change. Deactivate it and create a "
+                      "new one."),
+                    kind=EntitlementPackage._meta.verbose_name,
+                )  # fmt: skip
 
 
-class VipCardType(models.Model):
+class VipCardType(SoldTermsFrozen, models.Model):
     class Period(models.TextChoices):
         YEAR = "year", _("Year")
         QUARTER = "quarter", _("Quarter")
@@ -314,11 +371,19 @@ class VipCardType(models.Model):
     services = models.ManyToManyField(Service, blank=True, related_name="vip_card_types")
     is_active = models.BooleanField(default=True)
 
+    sold_terms = ("period", "price_fen")
+
     def __str__(self) -> str:
         return self.name
 
+    def is_sold(self) -> bool:
+        return VipMembership.objects.filter(card_type_id=self.pk).exists()
 
-class RechargePlan(models.Model):
+    def clean(self) -> None:
+        self.check_sold_terms()
+
+
+class RechargePlan(SoldTermsFrozen, models.Model):
     """ "Pay X, get bonus Y" and/or gifts: coupons, an entitlement package, a VIP card."""
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="recharge_plans")
@@ -336,7 +401,13 @@ class RechargePlan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    sold_terms = ("pay_fen", "bonus_fen", "gift_coupon", "gift_coupon_quantity", "gift_package", "gift_vip")
+
+    def is_sold(self) -> bool:
+        return RechargeLine.objects.filter(plan_id=self.pk).exists()
+
     def clean(self) -> None:
+        self.check_sold_terms()
         gifts = [_related(self, name) for name in ("gift_coupon", "gift_package", "gift_vip")]
         _other_merchant("__all__", self.merchant_id or next((g.merchant_id for g in gifts if g), None), *gifts)
         if self.pay_fen is not None and self.pay_fen >= 1:

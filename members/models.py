@@ -240,9 +240,12 @@ class Staff(models.Model):
 
 
 class DailySequence(models.Model):
-    """Per-merchant, per-day counters behind every business number (member numbers, cz…, xf…)."""
+    """Per-merchant, per-day counters behind every business number (member numbers, cz…, xf…).
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    No database foreign key: on PostgreSQL the counter is bumped on a connection of its own
+    (members.numbering), which cannot see a merchant created in a transaction not yet committed."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     key = models.CharField(max_length=16)
     day = models.DateField()
     last_value = models.BigIntegerField(default=0)

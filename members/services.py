@@ -10,15 +10,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from core.errors import fail
 
-from . import roles, selectors
-from .models import AuditEvent, DailySequence, Level, MemberCard, Merchant, Owner, Room, Staff, Store, mobile_validator
+from . import numbering, roles, selectors
+from .models import AuditEvent, Level, MemberCard, Merchant, Owner, Room, Staff, Store, mobile_validator
 
 User = get_user_model()
 
@@ -27,21 +27,9 @@ User = get_user_model()
 
 
 def next_sequence_value(merchant: Merchant, key: str, day: datetime.date) -> int:
-    """Return the next value of the merchant's daily counter `key`, race-free.
-
-    One upsert statement: concurrent callers serialise on the counter row and each gets its own value,
-    on PostgreSQL and on SQLite (≥ 3.35). Runs inside the caller's transaction, so a rolled-back
-    operation gives its number back.
-    """
-    table = DailySequence._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (merchant_id, key, day, last_value) VALUES (%s, %s, %s, 1) "
-            f"ON CONFLICT (merchant_id, key, day) DO UPDATE SET last_value = {table}.last_value + 1 "
-            "RETURNING last_value",
-            [merchant.pk, key, day],
-        )
-        return cursor.fetchone()[0]
+    """Return the next value of the merchant's daily counter `key`, race-free and never repeated
+    (a rolled-back operation may leave a gap on PostgreSQL: see members.numbering)."""
+    return numbering.next_value(merchant.pk, key, day)
 
 
 def format_number(prefix: str, day: datetime.date, value: int, digits: int) -> str:

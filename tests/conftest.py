@@ -16,3 +16,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_numbering_connection(django_db_setup, django_db_blocker):
+    """Business numbers use a connection of their own on PostgreSQL (members.numbering): close it before
+    the test database is dropped."""
+    yield
+    from members import numbering
+
+    numbering.close_connection()

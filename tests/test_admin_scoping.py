@@ -23,10 +23,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from guardian.shortcuts import get_perms
 
-from members import roles, scoping, selectors
+from members import numbering, roles, scoping, selectors
 from members import services as member_services
 from members.admin import MerchantScopedAdmin, PlatformOnlyAdminMixin
-from members.models import AuditEvent, Building, DailySequence, Estate, Level, Merchant, Owner, Room, Staff, Store
+from members.models import AuditEvent, Building, Estate, Level, Merchant, Owner, Room, Staff, Store
 from tests.factories import make_owner, make_staff
 from wallet import services as wallet_services
 from wallet.models import (
@@ -63,7 +63,7 @@ def build_merchant(mark: str, low: str, first_number: int) -> SimpleNamespace:
     merchant = Merchant.objects.create(code=f"{low}-merchant", name=f"{mark}商户", kind=Merchant.Kind.PROPERTY)
     today = timezone.localdate()
     for key in NUMBER_KEYS:
-        DailySequence.objects.create(merchant=merchant, key=key, day=today, last_value=first_number)
+        numbering.set_counter(merchant.pk, key, today, first_number)
     WalletSettings.objects.create(merchant=merchant)
     rule = ActivityPointsRule.objects.create(merchant=merchant, code=f"{low}-signup", name=f"{mark}签到", points=5)
     store = Store.objects.create(merchant=merchant, code=f"{low}-s1", name=f"{mark}门店一")

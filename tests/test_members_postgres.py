@@ -69,3 +69,56 @@ def test_eight_staff_with_one_username_at_once_create_it_once():
                                                          role=roles.OPERATOR, actor=None))  # fmt: skip
     assert len(won) == 1 and {(e.field, e.code) for e in lost} == {("username", "username_taken")}
     assert Staff.objects.filter(merchant=merchant).count() == 1
+
+
+def test_a_number_taken_in_an_open_transaction_does_not_hold_up_the_next_one():
+    """Business numbers come from their own short transaction (members.numbering): while one operation
+    of the merchant is still open after taking its number, another operation takes the next number at
+    once instead of queueing behind the first one's commit (issue 10: no lock waits on numbering)."""
+    from django.db import connection, transaction
+
+    merchant = MerchantFactory()
+    taken, released = threading.Event(), threading.Event()
+    numbers: list[str] = []
+
+    def long_operation() -> None:
+        try:
+            with transaction.atomic():
+                numbers.append(services.next_business_number(merchant, "xf"))
+                taken.set()
+                released.wait(30)  # the operation is still running: its transaction stays open
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=long_operation)
+    first.start()
+    assert taken.wait(30)
+    second_done = threading.Event()
+
+    def quick_operation() -> None:
+        try:
+            with transaction.atomic():
+                numbers.append(services.next_business_number(merchant, "xf"))
+            second_done.set()
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=quick_operation)
+    second.start()
+    finished_while_first_open = second_done.wait(20)
+    released.set()
+    first.join()
+    second.join()
+    assert finished_while_first_open, "the second number waited for the first operation to commit"
+    assert len(set(numbers)) == 2
+
+
+def test_a_rolled_back_operation_leaves_a_gap_never_a_repeat():
+    from django.db import transaction
+
+    merchant = MerchantFactory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.next_business_number(merchant, "cz")
+        raise RuntimeError("the operation failed after taking its number")
+    second = services.next_business_number(merchant, "cz")
+    assert second.endswith("002")

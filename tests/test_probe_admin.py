@@ -185,8 +185,17 @@ def test_a_merchant_admin_cannot_change_a_staff_row_whose_login_is_a_platform_ad
         lambda s, actor: member_services.deactivate_staff(s, actor=actor),
         lambda s, actor: member_services.set_staff_stores(s, [], actor=actor),
         lambda s, actor: member_services.update_staff(s, actor=actor, name="改名"),
+        lambda s, actor: member_services.grant_store_role(s, s.merchant.stores.first(), s.role, actor=actor),
+        lambda s, actor: member_services.revoke_store_roles(s, s.merchant.stores.first(), actor=actor),
     ],
-    ids=["change_staff_role", "deactivate_staff", "set_staff_stores", "update_staff"],
+    ids=[
+        "change_staff_role",
+        "deactivate_staff",
+        "set_staff_stores",
+        "update_staff",
+        "grant_store_role",
+        "revoke_store_roles",
+    ],
 )
 def test_staff_services_refuse_a_non_platform_actor_on_a_platform_login(world, call):
     support = _platform_login_with_merchant_role(world.a.merchant, "group")
@@ -210,6 +219,18 @@ def test_a_merchant_admin_cannot_deactivate_a_platform_admin_staff_row_through_t
         member_services.deactivate_staff(platform_staff, actor=world.a.staff[roles.MERCHANT_ADMIN].user)
     user = User.objects.get(pk=platform_staff.user_id)
     assert user.is_active and selectors.is_platform_admin(user)
+
+
+def test_a_merchant_admin_cannot_grant_the_platform_role_on_a_store(world):
+    """grant_store_role added the group of whatever role it was given to the login: a merchant admin
+    calling it with the platform role made any of their staff a platform admin."""
+    clerk = world.a.staff[roles.CLERK]
+    with pytest.raises(ValidationError) as raised:
+        member_services.grant_store_role(
+            clerk, world.a.store2, roles.PLATFORM_ADMIN, actor=world.a.staff[roles.MERCHANT_ADMIN].user
+        )
+    assert raised.value.error_dict["role"][0].code == "role_not_allowed"
+    assert not selectors.is_platform_admin(User.objects.get(pk=clerk.user_id))
 
 
 # ---------------------------------------------------------------- usernames a login form can sign in with

@@ -541,6 +541,16 @@ def validate_staff_fields(
             raise fail("username", "username_required", _("A username is required."))
         if "\x00" in username:  # PostgreSQL cannot even look such a name up
             raise fail("username", "text_nul", _("This text contains a NUL character."))
+        # The login form folds a username to NFKC before looking it up: a name that changes under it
+        # (full-width letters) could never sign in. Otherwise the user model's own rule.
+        try:
+            User.username_validator(username)
+            valid = User.normalize_username(username) == username
+        except ValidationError:
+            valid = False
+        if not valid:
+            raise fail("username", "username_invalid",
+                       _("A username may hold only letters, digits and the characters @ . + - _ (no spaces)."))  # fmt: skip
         if User.objects.filter(username=username).exists():
             raise fail("username", "username_taken", _("Username “%(username)s” is taken."), username=username)
 

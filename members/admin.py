@@ -130,10 +130,11 @@ class MerchantScopedForm(forms.ModelForm):
                 continue
             foreign = [obj for obj in chosen if scoping.merchant_id_of(obj) not in (None, merchant_id)]
             if foreign:
+                # Named by its kind only: the row's name (or number, or id) is another merchant's data.
                 self.add_error(
                     None,
-                    fail(name, "other_merchant", _("%(items)s belongs to another merchant."),
-                         items=", ".join(str(obj) for obj in foreign)),
+                    fail(name, "other_merchant", _("The chosen %(model)s belongs to another merchant."),
+                         model=foreign[0]._meta.verbose_name),
                 )  # fmt: skip
 
     def _check_unique_per_merchant(self) -> None:
@@ -181,7 +182,13 @@ def _integer_range(field: models.Field) -> tuple[int, int] | None:
 
 
 class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
-    """Refuses ids no database column can hold as invalid choices, before they reach the query."""
+    """Refuses ids no database column can hold as invalid choices, before they reach the query. Its
+    messages do not repeat the posted value (a database id, maybe of another merchant's row)."""
+
+    default_error_messages = {
+        "invalid_choice": _("Select valid choices: one of the chosen items is not available."),
+        "invalid_pk_value": _("Select valid choices: one of the chosen values is not a valid item."),
+    }
 
     def _check_values(self, value):
         key_field = self.queryset.model._meta.pk if self.to_field_name is None else None

@@ -330,3 +330,63 @@ def test_matrix_staff_changes_through_the_admin(client, world, role, change):
         assert response.status_code == 302 and happened, (response.status_code, change)
     else:
         assert response.status_code in (302, 403) and not happened, (role, response.status_code)
+
+
+# ---------------------------------------------------------------- errors name nothing of another merchant
+
+
+def _form_errors(response) -> list[str]:
+    messages = [str(m) for errors in response.context["adminform"].form.errors.values() for m in errors]
+    for formset in response.context.get("inline_admin_formsets", []):
+        messages += [str(m) for form in formset.formset.forms for errors in form.errors.values() for m in errors]
+    return messages
+
+
+def test_refusing_another_merchants_row_names_nothing_of_it(client, world):
+    """Found: posting merchant B's building, member card or commission rule id into an inline of
+    merchant A answered "乙方小区 乙方1栋 belongs to another merchant." (B's names, card numbers or
+    "CommissionRule object (2)"): the refusal itself showed B's rows to A."""
+    from members.models import Building, Estate
+    from wallet.models import CommissionRule, Service
+
+    client.raise_request_exception = False
+    client.force_login(world.a.staff[roles.MERCHANT_ADMIN].user)
+    a, b = world.a, world.b
+    b_building = Building.objects.filter(estate__merchant=b.merchant).first()
+    b_rule = CommissionRule.objects.filter(service__merchant=b.merchant).first()
+    service = a.cleaning
+    posts = [
+        (admin_url(Estate, "change", a.estate.pk),
+         {"name": a.estate.name, "address": "", "buildings-TOTAL_FORMS": 1, "buildings-INITIAL_FORMS": 1,
+          "buildings-0-id": b_building.pk, "buildings-0-estate": a.estate.pk, "buildings-0-name": "改名"}),
+        (admin_url(Service, "change", service.pk),
+         {"name": service.name, "category": service.category_id, "unit_label": service.unit_label,
+          "list_price_fen": service.list_price_fen, "member_price_fen": service.member_price_fen,
+          "commission_kind": service.commission_kind, "commission_value": service.commission_value,
+          "is_active": "on", "commission_rules-TOTAL_FORMS": 1, "commission_rules-INITIAL_FORMS": 1,
+          "commission_rules-0-id": b_rule.pk, "commission_rules-0-service": service.pk,
+          "commission_rules-0-staff_level": 3, "commission_rules-0-kind": "fixed", "commission_rules-0-value": 1}),
+    ]  # fmt: skip
+    for url, data in posts:
+        response = client.post(url, data)
+        assert response.status_code == 200, url
+        messages = _form_errors(response)
+        assert messages, url
+        page = response.content.decode()
+        assert not [m for m in world.markers if m in page], (url, messages)
+        assert not any("object (" in m for m in messages), messages
+    b_building.refresh_from_db()
+    assert b_building.name != "改名"
+
+
+def test_invalid_choices_in_admin_forms_do_not_repeat_database_ids(client, world):
+    """Django's many-to-many message repeats the posted value ("3 is not one of the available
+    choices"): an internal id, here another merchant's store."""
+    client.raise_request_exception = False
+    client.force_login(world.a.staff[roles.MERCHANT_ADMIN].user)
+    operator = world.a.staff[roles.OPERATOR]
+    for value in (world.b.store.pk, 987654321, "abc"):
+        response = client.post(admin_url(Staff, "change", operator.pk), staff_change_data(operator, stores=[value]))
+        assert response.status_code == 200
+        errors = response.context["adminform"].form.errors["stores"]
+        assert errors and not any(str(value) in str(m) for m in errors), errors

@@ -390,3 +390,44 @@ def test_invalid_choices_in_admin_forms_do_not_repeat_database_ids(client, world
         assert response.status_code == 200
         errors = response.context["adminform"].form.errors["stores"]
         assert errors and not any(str(value) in str(m) for m in errors), errors
+
+
+# ---------------------------------------------------------------- store scope held by the service itself
+
+
+def _refundable_line_of(side):
+    from wallet.models import ConsumptionLine
+
+    return ConsumptionLine.objects.filter(consumption__member=side.member, status=ConsumptionLine.Status.NORMAL).first()
+
+
+def test_refund_service_refuses_an_operator_of_another_store(world):
+    """Item 10 was enforced by the portal's refund form only: wallet.services.refund_consumption_lines,
+    the one place every entry point (portal, a future API or approval workflow, a script) goes through,
+    refunded a line rung up at store 1 for an operator of store 2 only. The rule (members.permissions)
+    is now applied by the service whenever a user acts."""
+    from tests.factories import make_staff
+    from wallet import services as wallet_services
+    from wallet.models import ConsumptionLine
+
+    line = _refundable_line_of(world.a)
+    assert line is not None and line.consumption.store == world.a.store
+    other_store_operator = make_staff(world.a.merchant, roles.OPERATOR, stores=[world.a.store2])
+    with pytest.raises(ValidationError) as raised:
+        wallet_services.refund_consumption_lines(
+            member=world.a.member, lines=[line], reason="x", actor=other_store_operator.user, store=world.a.store2
+        )
+    assert raised.value.error_dict["lines"][0].code == "line_store_forbidden"
+    line.refresh_from_db()
+    assert line.status == ConsumptionLine.Status.NORMAL
+    # Another merchant's admin fares no better, and the store's own operator still may.
+    with pytest.raises(ValidationError):
+        wallet_services.refund_consumption_lines(
+            member=world.a.member, lines=[line], reason="x", actor=world.b.staff[roles.MERCHANT_ADMIN].user
+        )
+    wallet_services.refund_consumption_lines(
+        member=world.a.member, lines=[line], reason="x", actor=world.a.staff[roles.OPERATOR].user,
+        store=world.a.store,
+    )  # fmt: skip
+    line.refresh_from_db()
+    assert line.status == ConsumptionLine.Status.REFUNDED

@@ -30,6 +30,7 @@ from ledger.models import Account, Entry
 from members import services as member_services
 from members.models import Level, Merchant, Owner, Staff, Store
 
+from . import permissions as wallet_permissions
 from . import rules
 from . import selectors as wallet_selectors
 from .models import (
@@ -1101,6 +1102,10 @@ def refund_consumption_lines(
     )
     if len(locked) != len(ids):
         raise _fail("lines", "Some of the lines do not exist.")
+    if actor is not None:
+        # Store scope (members.permissions, issue 9 item 10), here and not only in the portal's form:
+        # every entry point refunds through this function. No actor: a script or job of the platform.
+        wallet_permissions.check_lines_actionable(actor, locked, member=member)
     for line in locked:
         label = f"{line.consumption.number}/{line.line_no}"
         if line.consumption.member_id != member.pk or line.consumption.merchant_id != merchant.pk:

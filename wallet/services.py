@@ -31,6 +31,7 @@ from ledger.models import Account, Entry
 from members import services as member_services
 from members.models import AuditEvent, Level, Merchant, Owner, Staff, Store
 
+from . import permissions as wallet_permissions
 from . import rules
 from . import selectors as wallet_selectors
 from .models import (
@@ -1178,6 +1179,10 @@ def refund_consumption_lines(
             "lines", "other_merchant", _("This %(kind)s belongs to another merchant."), kind=_("consumption line")
         )
     locked = _lock_lines_for_refund(member, sorted({line.pk for line in lines}))
+    if actor is not None:
+        # Store scope (members.permissions, issue 9 item 10), here and not only in the portal's form:
+        # every entry point refunds through this function. No actor: a script or job of the platform.
+        wallet_permissions.check_lines_actionable(actor, locked, member=member)
     number = member_services.next_business_number(merchant, "tqy")
     refund = EntitlementRefund.objects.create(
         merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,

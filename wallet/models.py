@@ -244,6 +244,25 @@ class VoucherTemplate(models.Model):
             )  # fmt: skip
 
 
+def check_sold_below_list(template, field: str) -> None:
+    """A coupon template or package sold for less than its list value (uses × the covered services'
+    list price) gives the difference away: at most the merchant's plan share of its price, like a voucher
+    sold below face. A price of 0 makes a free-only template, bounded as a gift (max_free_gift_fen).
+    Counted from saved rows (services, package items), so it is checked again at every sale."""
+    price = template.price_fen
+    if not price or not template.pk:
+        return
+    free = template.list_value_fen() - price
+    share = WalletSettings.of(template.merchant_id).max_plan_free_value_bp
+    if free > price * share // 10000:
+        raise fail(
+            field, "free_value_over_limit",
+            _("Sold for %(price)s, %(name)s gives away %(free)s below its list value: at most %(share)s%% of its "
+              "price."),
+            price=yuan(price), name=str(template), free=yuan(free), share=f"{share / 100:g}",
+        )  # fmt: skip
+
+
 class CouponTemplate(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="coupon_templates")
     name = models.CharField(max_length=100)
@@ -267,6 +286,9 @@ class CouponTemplate(models.Model):
         top = self.services.aggregate(m=models.Max("list_price_fen"))["m"] if self.pk else None
         return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
 
+    def clean(self) -> None:
+        check_sold_below_list(self, "price_fen")
+
 
 class EntitlementPackage(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="entitlement_packages")
@@ -286,6 +308,11 @@ class EntitlementPackage(models.Model):
             else 0
         )
         return max(self.price_fen or 0, listed)
+
+    def clean(self) -> None:
+        if self.pk:  # its services are this merchant's before their list prices count
+            _other_merchant("__all__", self.merchant_id, *(it.service for it in self.items.select_related("service")))
+        check_sold_below_list(self, "price_fen")
 
 
 class PackageItem(models.Model):

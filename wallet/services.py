@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -113,7 +114,9 @@ def _check_fen(value, field: str, *, allow_zero: bool = True) -> int:
 
 def _check_ceiling(total: int, ceiling: int, field: str, what: str) -> None:
     """Amount ceilings per operation (WalletSettings.max_recharge_fen / max_consumption_fen). Checked as
-    lines are added, before anything is written, so no oversized amount reaches a column."""
+    lines are added, before anything is written, so no oversized amount reaches a column. A ceiling set
+    above core.money.MAX_FEN counts as MAX_FEN (the largest amount the ledger takes)."""
+    ceiling = min(ceiling, MAX_FEN)
     if total > ceiling:
         raise fail(
             field, "amount_over_ceiling", _("The %(what)s comes to %(total)s; this merchant's ceiling is %(ceiling)s."),
@@ -209,6 +212,30 @@ def _existing(
     return found
 
 
+def _check_record_text(model, arguments: dict) -> None:
+    """Text an operation receives must fit where it is stored: the key is text of at most the column's
+    length, no argument (nor tag) carries a NUL character (PostgreSQL cannot store one), and an argument
+    stored on the record (note, reason) fits its column. Refused with a field error, never a database
+    error."""
+    key = arguments.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
+        raise fail("idempotency_key", "invalid", _("The request key must be text."))
+    for name, value in arguments.items():
+        texts = [value] if isinstance(value, str) else []
+        if name == "tags" and isinstance(value, Sequence):
+            texts = [t for t in value if isinstance(t, str)]
+        for text in texts:
+            if "\x00" in text:
+                raise fail(name, "text_nul", _("The text contains a NUL character; remove it."))
+        if isinstance(value, str):
+            try:
+                limit = model._meta.get_field(name).max_length
+            except FieldDoesNotExist:
+                limit = None
+            if limit is not None and len(value) > limit:
+                raise fail(name, "text_too_long", _("At most %(limit)s characters."), limit=limit)
+
+
 def _idempotent(model):
     """For every operation taking an idempotency key, one place: the request's content is fingerprinted
     (_request_hash) and stored on its record. A repeat of the key with the same content is answered with
@@ -221,11 +248,13 @@ def _idempotent(model):
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
-            key = kwargs.get("idempotency_key")
-            if not key:
-                return fn(**kwargs)
             bound = signature.bind(**kwargs)
             bound.apply_defaults()
+            _check_record_text(model, bound.arguments)
+            key = kwargs.get("idempotency_key")
+            if not key:
+                # "" is no key, like None: stored as NULL, so requests without a key never collide.
+                return fn(**{**kwargs, "idempotency_key": None} if "idempotency_key" in kwargs else kwargs)
             request_hash = _request_hash(
                 {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
             )
@@ -419,7 +448,6 @@ def recharge(
                 _check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
             template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings)
-            _recheck_catalog(template, f"{f}.voucher_template")  # sold below face within the plan share
             _check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
@@ -507,6 +535,7 @@ def _priced_line(
     _check_same_merchant(target, member, f"{field}.{attr}")
     if not target.price_fen:
         _check_free_gift(target, settings, f"{field}.{attr}")
+    _recheck_catalog(target, f"{field}.{attr}")  # sold below face or list value within the plan share
     setattr(line, attr, target)
     line.unit_price_fen = target.price_fen
     line.amount_fen = rules.apply_rate_bp(target.price_fen * line.quantity, item.discount_bp)
@@ -959,8 +988,11 @@ def consume(
                 raise _fail(f"{f}.service", f"{service} has no price to charge; record it with a grant or not at all.")
 
         if item.staff is not None:
-            # Never more than the line earned: the money paid for it, or the prepaid value its uses recognise.
-            earned = line.deferred_fen if line.grant is not None else payable
+            # Never more than was paid for the line: the money (principal, direct), the paid share of the
+            # voucher, or the prepaid value a grant's uses recognise. Bonus and gifted value pay no commission.
+            earned = line.deferred_fen if line.grant is not None else line.principal_fen + line.direct_fen
+            if line.voucher_fen:
+                earned += line.voucher_fen * line.voucher.paid_fen // line.voucher.face_value_fen
             commission = _commission(service, item.staff, payable, quantity, earned)
             if commission:
                 line.commission_fen = commission

@@ -214,3 +214,69 @@ def test_a_note_or_reason_that_cannot_be_stored_is_a_field_error(bad, code):
             with refused(code):
                 services.record_service(member=shop.member, staff=shop.staff, store=shop.store, actor=None, **text)
     assert Consumption.objects.count() == 1
+
+
+# ---------------------------------------------------------------- more free value
+
+
+def test_a_service_listed_at_zero_does_not_make_its_coupons_worthless():
+    """List value took the services' list price only: a service listed at ¥0 but charged ¥200 to members
+    made a 1-fen template of 1,000 uses (and a free one) pass every bound."""
+    shop = make_shop()
+    cheap_listed = service(shop, 20_000)
+    Service.objects.filter(pk=cheap_listed.pk).update(list_price_fen=0)
+    template = CouponTemplate.objects.create(merchant=shop.merchant, name="一分券", uses=1_000, price_fen=1)
+    template.services.add(cheap_listed)
+    with refused("free_value_over_limit"):
+        sell(shop, kind="coupon", coupon_template=template)
+    package = EntitlementPackage.objects.create(merchant=shop.merchant, name="一分礼包", price_fen=1)
+    PackageItem.objects.create(package=package, service=cheap_listed, quantity=500)
+    with refused("free_value_over_limit"):
+        sell(shop, kind="package", package=package)
+    free = CouponTemplate.objects.create(merchant=shop.merchant, name="赠券", uses=1_000, price_fen=0)
+    free.services.add(cheap_listed)
+    with refused("free_value_over_limit"):
+        sell(shop, kind="coupon", coupon_template=free)
+
+
+def test_free_templates_bought_by_the_thousand_for_one_fen_are_bounded_as_a_whole():
+    """A template priced 0 sold in a recharge was bounded per unit only: 10,000 free ¥500 vouchers (and
+    free coupons) rode on a 1-fen stored-value line, ¥5,000,000 of free value."""
+    shop = make_shop()
+    voucher = VoucherTemplate.objects.create(merchant=shop.merchant, name="赠券", amount_fen=50_000, price_fen=0)
+    coupon = CouponTemplate.objects.create(merchant=shop.merchant, name="赠洗车", uses=1, price_fen=0)
+    coupon.services.add(shop.car_wash)
+    penny = services.RechargeItem(kind="stored_value", amount_fen=1)
+    for items in (
+        [services.RechargeItem(kind="voucher", voucher_template=voucher, quantity=2), penny],
+        [services.RechargeItem(kind="voucher", voucher_template=voucher), penny,
+         services.RechargeItem(kind="voucher", voucher_template=voucher)],
+        [services.RechargeItem(kind="coupon", coupon_template=coupon, quantity=17), penny],
+    ):  # fmt: skip
+        with refused("free_value_over_limit"):
+            services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None, items=items)
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="voucher", voucher_template=voucher), penny])  # fmt: skip
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=coupon, quantity=16), penny])  # fmt: skip
+
+
+def test_items_that_are_not_lines_are_refused():
+    """Lines given as a generator were consumed by the request fingerprint (or the merchant check) and a
+    consumption with no lines was recorded; a line of another type was an AttributeError (a 500)."""
+    shop = make_shop()
+    load_plan(shop)
+    line = services.ConsumptionItem(service=shop.car_wash, stored_value_fen=3_000)
+    for items in ([None], ["car wash"], "abc", line):
+        for key in (None, "k1"):
+            with refused("invalid") as exc:
+                services.consume(member=shop.member, store=shop.store, actor=None, items=items, idempotency_key=key)
+            assert exc.value.field.startswith("items")
+            with refused("invalid"):
+                services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                                  items=items, idempotency_key=key)  # fmt: skip
+    assert not Consumption.objects.exists()
+    for key in (None, "k2"):  # a generator is read once, whole
+        consumption = services.consume(member=shop.member, store=shop.store, actor=None,
+                                       items=(x for x in [line]), idempotency_key=key)  # fmt: skip
+        assert consumption.lines.count() == 1 and consumption.payable_total_fen == 3_000

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -283,7 +284,9 @@ class CouponTemplate(models.Model):
     def list_value_fen(self) -> int:
         """What one coupon is worth when given away: its price, or what its uses can pay for at the
         covered services' list price, whichever is more (a free template is still worth its uses)."""
-        top = self.services.aggregate(m=models.Max("list_price_fen"))["m"] if self.pk else None
+        # The higher of list and member price: a service listed below what members pay is worth what they pay.
+        price = Greatest("list_price_fen", "member_price_fen")
+        top = self.services.aggregate(m=models.Max(price))["m"] if self.pk else None
         return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
 
     def clean(self) -> None:
@@ -301,9 +304,12 @@ class EntitlementPackage(models.Model):
         return self.name
 
     def list_value_fen(self) -> int:
-        """Its price, or its services at list price × quantity, whichever is more."""
+        """Its price, or its services at list price (or member price if higher) × quantity, whichever is more."""
         listed = (
-            sum(it.service.list_price_fen * it.quantity for it in self.items.select_related("service"))
+            sum(
+                max(it.service.list_price_fen, it.service.member_price_fen) * it.quantity
+                for it in self.items.select_related("service")
+            )
             if self.pk
             else 0
         )

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -139,14 +139,17 @@ def _gift_value(target) -> int:
     return target.price_fen
 
 
-def _check_free_gift(target, settings: WalletSettings, field: str) -> None:
-    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen."""
-    value = _gift_value(target)
+def _check_free_gift(target, settings: WalletSettings, field: str, count: int = 1, before: int = 0) -> int:
+    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen: one given alone,
+    or all units of templates priced 0 in one recharge together (`before`: earlier lines' free value).
+    Returns the free value counted so far."""
+    value = _gift_value(target) * count + before
     if value > settings.max_free_gift_fen:
         raise fail(
             field, "free_value_over_limit", _("%(name)s is worth %(value)s; at most %(limit)s may be given free."),
             name=str(target), value=yuan(value), limit=yuan(settings.max_free_gift_fen),
         )  # fmt: skip
+    return value
 
 
 def _recheck_catalog(obj: models.Model, field: str) -> None:
@@ -156,6 +159,16 @@ def _recheck_catalog(obj: models.Model, field: str) -> None:
         obj.clean()
     except DomainError as exc:
         raise DomainError(field, exc.template, code=exc.code, params=exc.params) from exc
+
+
+def _check_lines(items, kind: type, field: str = "items") -> list:
+    """The lines of an operation: a list or tuple of `kind`, never a string or other objects."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise _fail(field, f"Give the lines as a list of {kind.__name__}.")
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise _fail(f"{field}[{i}]", f"Each line is a {kind.__name__}.")
+    return list(items)
 
 
 def _check_payment_method(method: str, field: str = "payment_method") -> str:
@@ -248,6 +261,8 @@ def _idempotent(model):
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
+            # Lines given as an iterator are read once here, so the fingerprint and the operation see them all.
+            kwargs = {k: list(v) if isinstance(v, Iterator) else v for k, v in kwargs.items()}
             bound = signature.bind(**kwargs)
             bound.apply_defaults()
             _check_record_text(model, bound.arguments)
@@ -369,6 +384,7 @@ def recharge(
     merchant = member.merchant
     _check_member(member, store)
     _check_payment_method(payment_method)
+    items = _check_lines(items, RechargeItem)
     if not items:
         raise _fail("items", "A recharge needs at least one line.")
     now = timezone.now()
@@ -379,6 +395,7 @@ def recharge(
     principal_total = bonus_total = list_total = paid_total = 0
     revenue_total = promo_total = manual_bonus_total = 0
     pending_coupons: dict[int, int] = {}
+    free_gifts = [0]  # free value of templates priced 0 sold so far (docs/wallet.md §4.1)
     grants: list[Grant] = []
     vouchers: list[Voucher] = []
     vip_purchases: list[VipCardType] = []
@@ -436,18 +453,18 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings)
+            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings, free_gifts)
             _check_benefit_count(len(grants) + quantity, f"{f}.quantity")
             _check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             shares = _allocate(line.amount_fen, [1] * quantity)
             grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = _priced_line(line, item, "package", "entitlement package", member, f, settings)
+            package = _priced_line(line, item, "package", "entitlement package", member, f, settings, free_gifts)
             for share in _allocate(line.amount_fen, [1] * quantity):
                 grants.extend(_new_package_grants(member, package, share, number, now))
                 _check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings)
+            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings, free_gifts)
             _check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
@@ -460,7 +477,7 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings)
+            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings, free_gifts)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
@@ -524,17 +541,25 @@ def _check_manual_bonus(bonus: int, paid: int, running_total: int, settings: Wal
 
 
 def _priced_line(
-    line: RechargeLine, item: RechargeItem, attr: str, label: str, member: Owner, field: str, settings: WalletSettings
+    line: RechargeLine,
+    item: RechargeItem,
+    attr: str,
+    label: str,
+    member: Owner,
+    field: str,
+    settings: WalletSettings,
+    free_gifts: list[int],
 ):
     """Validate the catalog item a recharge line sells (chosen, active, this merchant's), put it on
     the line and price the line: quantity × price × discount, rounded half up. A template priced 0 is
-    a gift, bounded like one given free (max_free_gift_fen per unit)."""
+    a gift, bounded like one given free: all such units of the recharge together at most max_free_gift_fen
+    (`free_gifts`: a one-element running total)."""
     target = getattr(item, attr)
     if target is None or not target.is_active:
         raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
     _check_same_merchant(target, member, f"{field}.{attr}")
     if not target.price_fen:
-        _check_free_gift(target, settings, f"{field}.{attr}")
+        free_gifts[0] = _check_free_gift(target, settings, f"{field}.{attr}", line.quantity, free_gifts[0])
     _recheck_catalog(target, f"{field}.{attr}")  # sold below face or list value within the plan share
     setattr(line, attr, target)
     line.unit_price_fen = target.price_fen
@@ -854,6 +879,7 @@ def consume(
     exactly."""
     merchant = member.merchant
     _check_member(member, store)
+    items = _check_lines(items, ConsumptionItem)
     if not items:
         raise _fail("items", "A consumption needs at least one line.")
     _check_merchant(service_record, merchant.pk, "service_record")

@@ -280,3 +280,48 @@ def test_items_that_are_not_lines_are_refused():
         consumption = services.consume(member=shop.member, store=shop.store, actor=None,
                                        items=(x for x in [line]), idempotency_key=key)  # fmt: skip
         assert consumption.lines.count() == 1 and consumption.payable_total_fen == 3_000
+
+
+# ---------------------------------------------------------------- the actor is a related object too (item 9)
+
+
+def test_staff_of_another_merchant_cannot_act_through_the_services():
+    """The services re-checked every object but the actor: merchant B's operator recorded a recharge,
+    a consumption, a refund and a free voucher for merchant A's member (as the future API would call
+    them), signed with B's login in A's ledger. A platform admin and system jobs (no actor) still act."""
+    from django.contrib.auth import get_user_model
+
+    from members import roles
+    from tests.factories import make_staff
+
+    a, b = make_shop(), make_shop()
+    load_plan(a)
+    intruder = make_staff(b.merchant, roles.MERCHANT_ADMIN, stores=[b.store]).user
+    free = VoucherTemplate.objects.create(merchant=a.merchant, name="赠券", amount_fen=1_000, price_fen=0)
+    line = list(services.consume(member=a.member, store=a.store, actor=None,
+                                 items=[services.ConsumptionItem(service=a.car_wash, stored_value_fen=3_000)])
+                .lines.all())  # fmt: skip
+
+    def sv(actor):
+        return services.recharge(member=a.member, store=a.store, payment_method="cash", actor=actor,
+                                 items=[services.RechargeItem(kind="stored_value", amount_fen=10_000)])  # fmt: skip
+
+    calls = {
+        "recharge": sv,
+        "consume": lambda actor: services.consume(
+            member=a.member, store=a.store, actor=actor,
+            items=[services.ConsumptionItem(service=a.car_wash, stored_value_fen=3_000)]),
+        "record_service": lambda actor: services.record_service(member=a.member, staff=a.staff, store=a.store,
+                                                                actor=actor),
+        "refund_consumption_lines": lambda actor: services.refund_consumption_lines(
+            member=a.member, lines=line, reason="退", actor=actor),
+        "issue_voucher": lambda actor: services.issue_voucher(template=free, member=a.member, actor=actor,
+                                                              reason="赠"),
+    }  # fmt: skip
+    for name, call in calls.items():
+        with refused("other_merchant") as exc:
+            call(intruder)
+        assert exc.value.field == "actor", name
+    platform = get_user_model().objects.create_superuser("root-probe", "r@example.com", "pw-12345678")
+    sv(platform)
+    sv(make_staff(a.merchant, roles.OPERATOR, stores=[a.store]).user)

@@ -28,6 +28,7 @@ from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ledger.errors import InsufficientBalance
 from ledger.models import Account, Entry
+from members import selectors as member_selectors
 from members import services as member_services
 from members.models import Level, Merchant, Owner, Staff, Store
 
@@ -88,6 +89,16 @@ def _check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> N
         raise fail(
             field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
         )
+
+
+def _check_actor(actor, merchant: Merchant) -> None:
+    """The person acting is a related object too: a signed-in user acts for a merchant only as its active
+    staff, or as a platform admin. No actor (a job, the system) is not checked here."""
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return
+    if member_selectors.is_platform_admin(actor) or member_selectors.merchant_of(actor) == merchant:
+        return
+    raise fail("actor", "other_merchant", _("You do not act for this merchant."))
 
 
 def _check_same_merchant(obj, member: Owner, field: str) -> None:
@@ -266,6 +277,8 @@ def _idempotent(model):
             bound = signature.bind(**kwargs)
             bound.apply_defaults()
             _check_record_text(model, bound.arguments)
+            member = kwargs.get("member") or kwargs["grant"].member
+            _check_actor(kwargs.get("actor"), member.merchant)
             key = kwargs.get("idempotency_key")
             if not key:
                 # "" is no key, like None: stored as NULL, so requests without a key never collide.
@@ -273,7 +286,6 @@ def _idempotent(model):
             request_hash = _request_hash(
                 {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
             )
-            member = kwargs.get("member") or kwargs["grant"].member
             try:
                 with transaction.atomic():
                     existing = _existing(model, member.merchant, key, member, request_hash)
@@ -761,6 +773,7 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
     if not reason.strip():
         raise _fail("reason", "Say why the voucher is given.")
     _check_member(member, None)
+    _check_actor(actor, member.merchant)
     _check_same_merchant(template, member, "template")
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
@@ -788,6 +801,7 @@ def award_activity_points(
     """Award a rule's points for one occasion (e.g. the activity's id). The same member, rule and
     occasion earn once: a repeat returns the first award."""
     _check_member(member, None)
+    _check_actor(actor, member.merchant)
     _check_same_merchant(rule, member, "rule")
     if not rule.is_active:
         raise _fail("rule", f"{rule} is not active.")

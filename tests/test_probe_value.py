@@ -325,3 +325,22 @@ def test_staff_of_another_merchant_cannot_act_through_the_services():
     platform = get_user_model().objects.create_superuser("root-probe", "r@example.com", "pw-12345678")
     sv(platform)
     sv(make_staff(a.merchant, roles.OPERATOR, stores=[a.store]).user)
+
+
+def test_free_value_reasons_and_occasions_that_cannot_be_stored_are_field_errors():
+    """issue_voucher's reason and award_activity_points' occasion go into the ledger entry (memo,
+    reference): a NUL there was a database error on PostgreSQL (a 500)."""
+    from wallet.models import ActivityPointsRule
+
+    shop = make_shop()
+    free = VoucherTemplate.objects.create(merchant=shop.merchant, name="赠券", amount_fen=1_000, price_fen=0)
+    rule = ActivityPointsRule.objects.create(merchant=shop.merchant, code="signup", name="注册", points=10)
+    with refused("text_nul") as exc:
+        services.issue_voucher(template=free, member=shop.member, actor=None, reason="新\x00会员")
+    assert exc.value.field == "reason"
+    with refused("text_nul") as exc:
+        services.award_activity_points(member=shop.member, rule=rule, occasion="a\x00b", actor=None)
+    assert exc.value.field == "occasion"
+    with refused("text_too_long") as exc:
+        services.award_activity_points(member=shop.member, rule=rule, occasion="o" * 65, actor=None)
+    assert exc.value.field == "occasion"

@@ -770,7 +770,8 @@ def issue_coupons(
 @transaction.atomic
 def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBaseUser | None, reason: str) -> Voucher:
     """Give a member a free voucher (marketing): its face value is a promotion expense."""
-    if not reason.strip():
+    reason = member_services.clean_text(reason, "reason", max_length=200)
+    if not reason:
         raise _fail("reason", "Say why the voucher is given.")
     _check_member(member, None)
     _check_actor(actor, member.merchant)
@@ -806,7 +807,9 @@ def award_activity_points(
     if not rule.is_active:
         raise _fail("rule", f"{rule} is not active.")
     _recheck_catalog(rule, "rule")  # points within max_activity_points
-    if not occasion.strip():
+    # The occasion is part of the award's reference (at most 64 characters with the rule's code).
+    occasion = member_services.clean_text(occasion, "occasion", max_length=63 - len(rule.code))
+    if not occasion:
         raise _fail("occasion", "Say which occasion earns the points.")
     merchant = member.merchant
     ref = f"{rule.code}:{occasion}"[:64]

@@ -344,3 +344,40 @@ def test_free_value_reasons_and_occasions_that_cannot_be_stored_are_field_errors
     with refused("text_too_long") as exc:
         services.award_activity_points(member=shop.member, rule=rule, occasion="o" * 65, actor=None)
     assert exc.value.field == "occasion"
+
+
+def test_related_arguments_of_the_wrong_kind_are_field_errors():
+    """A line naming an object of the wrong model (a voucher template as a coupon template, an id instead
+    of a grant) reached the ORM: AttributeError, KeyError or ValueError (a 500), or another lot with the
+    same id."""
+    shop = make_shop()
+    load_plan(shop)
+    bad_recharge_lines = [
+        {"kind": "coupon", "coupon_template": shop.voucher},
+        {"kind": "voucher", "voucher_template": shop.car_wash_coupon},
+        {"kind": "package", "package": shop.plan},
+        {"kind": "vip", "vip_type": shop.cleaning_package},
+        {"kind": "plan", "plan": shop.vip_year},
+        {"kind": "coupon", "coupon_template": shop.car_wash_coupon.pk},
+    ]
+    for line in bad_recharge_lines:
+        with refused("invalid") as exc:
+            sell(shop, **line)
+        assert exc.value.field.startswith("items[0]."), line
+    bad_consumption_lines = [
+        {"service": shop.car_wash.pk, "stored_value_fen": 3_000},
+        {"service": shop.car_wash, "staff": shop.member, "stored_value_fen": 3_000},
+        {"service": shop.car_wash, "grant": 1},
+        {"service": shop.car_wash, "voucher": shop.voucher, "voucher_fen": 3_000},
+    ]
+    for line in bad_consumption_lines:
+        with refused("invalid") as exc:
+            services.consume(member=shop.member, store=shop.store, actor=None,
+                             items=[services.ConsumptionItem(**line)])  # fmt: skip
+        assert exc.value.field.startswith("items[0]."), line
+    with refused("invalid") as exc:
+        services.record_service(member=shop.member, staff=shop.member, store=shop.store, actor=None)
+    assert exc.value.field == "staff"
+    with refused("invalid") as exc:
+        services.record_service(member=shop.member, staff=shop.staff, store=shop.staff, actor=None)
+    assert exc.value.field == "store"

@@ -79,6 +79,7 @@ def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
 def _check_member(member: Owner, store: Store | None) -> None:
     if member.status != Owner.Status.ACTIVE:
         raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
+    _check_kind(store, Store, "store")
     _check_merchant(store, member.merchant_id, "store")
 
 
@@ -99,6 +100,15 @@ def _check_actor(actor, merchant: Merchant) -> None:
     if member_selectors.is_platform_admin(actor) or member_selectors.merchant_of(actor) == merchant:
         return
     raise fail("actor", "other_merchant", _("You do not act for this merchant."))
+
+
+def _check_kind(obj, kind: type[models.Model], field: str, *, required: bool = False) -> None:
+    """A related argument is a row of the expected model (or None where optional), never an id or a row of
+    another model that happens to share an id."""
+    if obj is None and not required:
+        return
+    if not isinstance(obj, kind):
+        raise _fail(field, f"Choose a {kind._meta.verbose_name}.")
 
 
 def _check_same_merchant(obj, member: Owner, field: str) -> None:
@@ -440,6 +450,7 @@ def recharge(
                 _check_manual_bonus(bonus, unit_price * quantity, manual_bonus_total, settings, f"{f}.bonus_fen")
             else:
                 plan = item.plan
+                _check_kind(plan, RechargePlan, f"{f}.plan")
                 if plan is None or not plan.is_active:
                     raise _fail(f"{f}.plan", "Choose an active recharge plan.")
                 _check_same_merchant(plan, member, f"{f}.plan")
@@ -552,6 +563,14 @@ def _check_manual_bonus(bonus: int, paid: int, running_total: int, settings: Wal
         )  # fmt: skip
 
 
+_SOLD = {
+    "coupon_template": CouponTemplate,
+    "package": EntitlementPackage,
+    "voucher_template": VoucherTemplate,
+    "vip_type": VipCardType,
+}
+
+
 def _priced_line(
     line: RechargeLine,
     item: RechargeItem,
@@ -567,6 +586,7 @@ def _priced_line(
     a gift, bounded like one given free: all such units of the recharge together at most max_free_gift_fen
     (`free_gifts`: a one-element running total)."""
     target = getattr(item, attr)
+    _check_kind(target, _SOLD[attr], f"{field}.{attr}")
     if target is None or not target.is_active:
         raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
     _check_same_merchant(target, member, f"{field}.{attr}")
@@ -843,6 +863,7 @@ def record_service(
 ) -> ServiceRecord:
     merchant = member.merchant
     _check_member(member, store)
+    _check_kind(staff, Staff, "staff", required=True)
     _check_merchant(staff, merchant.pk, "staff")
     record = ServiceRecord.objects.create(
         merchant=merchant, number=member_services.next_business_number(merchant, "fw"), member=member, store=store,
@@ -904,7 +925,8 @@ def consume(
         raise _fail("service_record", "The service record is of another member.")
     for i, item in enumerate(items):
         # Every row a line names is this merchant's, before anything is locked or counted.
-        for name in ("service", "staff", "grant", "voucher"):
+        for name, kind in (("service", Service), ("staff", Staff), ("grant", Grant), ("voucher", Voucher)):
+            _check_kind(getattr(item, name), kind, f"items[{i}].{name}", required=name == "service")
             _check_merchant(getattr(item, name), merchant.pk, f"items[{i}].{name}")
     settings = wallet_settings(merchant)
     now = timezone.now()

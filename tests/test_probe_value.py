@@ -381,3 +381,30 @@ def test_related_arguments_of_the_wrong_kind_are_field_errors():
     with refused("invalid") as exc:
         services.record_service(member=shop.member, staff=shop.staff, store=shop.staff, actor=None)
     assert exc.value.field == "store"
+
+
+def test_rows_given_as_ids_or_other_models_are_field_errors_in_every_keyed_operation():
+    """The request fingerprint and the operations read attributes of their rows: an id (as an API might
+    pass) or another model's row was an AttributeError (a 500), e.g. a refund of lines=[5]."""
+    shop = make_shop()
+    load_plan(shop)
+    line = services.consume(member=shop.member, store=shop.store, actor=None,
+                            items=[services.ConsumptionItem(service=shop.car_wash, stored_value_fen=3_000)]
+                            ).lines.get()  # fmt: skip
+    calls = {
+        "lines[0]": lambda: services.refund_consumption_lines(member=shop.member, lines=[line.pk], reason="退",
+                                                              actor=None, idempotency_key="k"),
+        "lines": lambda: services.refund_consumption_lines(member=shop.member, lines=line, reason="退", actor=None),
+        "grant": lambda: services.cash_refund_grant(grant=1, payment_method="cash", reason="退", actor=None),
+        "member": lambda: services.cash_refund_stored_value(member=shop.member.pk, payment_method="cash",
+                                                            reason="退", actor=None, idempotency_key="k"),
+        "store": lambda: services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退",
+                                                           actor=None, store=shop.staff),
+        "service_record": lambda: services.consume(
+            member=shop.member, store=shop.store, actor=None, service_record=line,
+            items=[services.ConsumptionItem(service=shop.car_wash, stored_value_fen=3_000)]),
+    }  # fmt: skip
+    for field, call in calls.items():
+        with refused("invalid") as exc:
+            call()
+        assert exc.value.field == field

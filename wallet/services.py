@@ -12,6 +12,8 @@ import functools
 import hashlib
 import inspect
 import json
+import types
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -270,6 +272,39 @@ def _check_record_text(model, arguments: dict) -> None:
                 raise fail(name, "text_too_long", _("At most %(limit)s characters."), limit=limit)
 
 
+def _related_parameters(fn) -> dict[str, tuple[type[models.Model], bool, bool]]:
+    """The parameters of `fn` declared as rows: name → (model, required, a sequence of rows)."""
+    found = {}
+    for name, hint in typing.get_type_hints(fn).items():
+        if name in ("return", "actor"):  # the actor may be an anonymous user: checked by _check_actor
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, type) and issubclass(hint, models.Model):
+            found[name] = (hint, True, False)
+        elif isinstance(hint, types.UnionType | typing._UnionGenericAlias) and len(args) == 1:  # X | None
+            if isinstance(args[0], type) and issubclass(args[0], models.Model):
+                found[name] = (args[0], False, False)
+        elif (
+            typing.get_origin(hint) is Sequence
+            and len(args) == 1
+            and isinstance(args[0], type)
+            and issubclass(args[0], models.Model)
+        ):
+            found[name] = (args[0], True, True)
+    return found
+
+
+def _check_related_kinds(related: dict, arguments: dict) -> None:
+    """Every argument declared as a row is one of its model (ids and rows of other models are refused)."""
+    for name, (kind, required, many) in related.items():
+        value = arguments.get(name)
+        if many:
+            for i, row in enumerate(_check_lines(value, kind, name)):
+                _check_kind(row, kind, f"{name}[{i}]")
+        else:
+            _check_kind(value, kind, name, required=required)
+
+
 def _idempotent(model):
     """For every operation taking an idempotency key, one place: the request's content is fingerprinted
     (_request_hash) and stored on its record. A repeat of the key with the same content is answered with
@@ -279,6 +314,7 @@ def _idempotent(model):
 
     def decorate(fn):
         signature = inspect.signature(fn)
+        related = _related_parameters(fn)
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
@@ -287,6 +323,7 @@ def _idempotent(model):
             bound = signature.bind(**kwargs)
             bound.apply_defaults()
             _check_record_text(model, bound.arguments)
+            _check_related_kinds(related, bound.arguments)
             member = kwargs.get("member") or kwargs["grant"].member
             _check_actor(kwargs.get("actor"), member.merchant)
             key = kwargs.get("idempotency_key")

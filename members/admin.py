@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.filters import RelatedFieldListFilter
 from django.contrib.admin.options import IncorrectLookupParameters, InlineModelAdmin
 from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,6 +17,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import QuerySet
 from django.forms.models import InlineForeignKeyField
 from django.http import HttpRequest
+from django.utils.text import smart_split
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import fail
@@ -38,6 +40,24 @@ def _is_platform(request: HttpRequest) -> bool:
 
 def _has_nul(request: HttpRequest) -> bool:
     return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
+
+
+# Bounds of a changelist query string: far above any real search or filter, far below what makes the
+# database refuse the statement (SQLite: "LIKE or GLOB pattern too complex" past 50,000 bytes,
+# "expression tree is too large" past ~1,000 search words).
+MAX_QUERY_VALUE_LENGTH = 500
+MAX_SEARCH_TERMS = 20
+
+
+def _check_query_string(request: HttpRequest) -> None:
+    """Refuse a changelist query the database cannot run as a bad lookup (the admin answers it with
+    its "?e=1" page), never a 500: NUL characters, oversized values, too many search words."""
+    if _has_nul(request):
+        raise IncorrectLookupParameters("NUL character in the query string")
+    if any(len(v) > MAX_QUERY_VALUE_LENGTH for _key, values in request.GET.lists() for v in values):
+        raise IncorrectLookupParameters("query string value too long for a search or filter")
+    if len(list(smart_split(request.GET.get(SEARCH_VAR, "")))) > MAX_SEARCH_TERMS:
+        raise IncorrectLookupParameters("too many search words")
 
 
 class ScopedRelatedFieldListFilter(RelatedFieldListFilter):
@@ -110,10 +130,11 @@ class MerchantScopedForm(forms.ModelForm):
                 continue
             foreign = [obj for obj in chosen if scoping.merchant_id_of(obj) not in (None, merchant_id)]
             if foreign:
+                # Named by its kind only: the row's name (or number, or id) is another merchant's data.
                 self.add_error(
                     None,
-                    fail(name, "other_merchant", _("%(items)s belongs to another merchant."),
-                         items=", ".join(str(obj) for obj in foreign)),
+                    fail(name, "other_merchant", _("The chosen %(model)s belongs to another merchant."),
+                         model=foreign[0]._meta.verbose_name),
                 )  # fmt: skip
 
     def _check_unique_per_merchant(self) -> None:
@@ -161,7 +182,13 @@ def _integer_range(field: models.Field) -> tuple[int, int] | None:
 
 
 class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
-    """Refuses ids no database column can hold as invalid choices, before they reach the query."""
+    """Refuses ids no database column can hold as invalid choices, before they reach the query. Its
+    messages do not repeat the posted value (a database id, maybe of another merchant's row)."""
+
+    default_error_messages = {
+        "invalid_choice": _("Select valid choices: one of the chosen items is not available."),
+        "invalid_pk_value": _("Select valid choices: one of the chosen values is not a valid item."),
+    }
 
     def _check_values(self, value):
         key_field = self.queryset.model._meta.pk if self.to_field_name is None else None
@@ -277,10 +304,22 @@ class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_actions(self, request):
+        # Django offers (and runs) an action that declares no `allowed_permissions` to anyone who may
+        # open the changelist, view-only roles included. Here an action changes something unless it
+        # says otherwise: without a declaration it needs the change permission.
+        actions = super().get_actions(request)
+        if self.has_change_permission(request):
+            return actions
+        return {
+            name: action
+            for name, action in actions.items()
+            if name == "delete_selected" or getattr(action[0], "allowed_permissions", None)
+        }
+
     def get_changelist_instance(self, request):
         # NUL characters and out-of-range numbers in filters or search are bad lookups, not a 500.
-        if _has_nul(request):
-            raise IncorrectLookupParameters("NUL character in the query string")
+        _check_query_string(request)
         try:
             return super().get_changelist_instance(request)
         except (ValueError, OverflowError) as exc:
@@ -308,6 +347,10 @@ class PlatformOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return _is_platform(request) and super().has_delete_permission(request, obj)
+
+    def get_changelist_instance(self, request):
+        _check_query_string(request)
+        return super().get_changelist_instance(request)
 
 
 def restrict_unscoped_admins(site: admin.AdminSite) -> None:
@@ -484,7 +527,7 @@ class MemberCardAdmin(MerchantScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Report lost and issue replacement (挂失补卡)")
+    @admin.action(description="Report lost and issue replacement (挂失补卡)", permissions=["change"])
     def replace_lost_cards(self, request, queryset):
         for card in queryset:
             try:

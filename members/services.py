@@ -427,8 +427,7 @@ def create_staff(
 @transaction.atomic
 def grant_store_role(staff: Staff, store: Store, role: str, *, actor: AbstractBaseUser | None) -> None:
     """Grant `role` to the staff member on `store` only: object permissions on that store, nothing wider."""
-    if role not in roles.ROLES:
-        raise fail("role", "role_unknown", _("Unknown role."))
+    validate_staff_fields(staff.merchant, actor=actor, staff=staff, role=role)
     if store.merchant_id != staff.merchant_id:
         raise fail("store", "other_merchant", _("The store belongs to another merchant."))
     staff.stores.add(store)
@@ -447,6 +446,7 @@ def grant_store_role(staff: Staff, store: Store, role: str, *, actor: AbstractBa
 @transaction.atomic
 def revoke_store_roles(staff: Staff, store: Store, *, actor: AbstractBaseUser | None, reason: str = "") -> None:
     """Remove every object permission the staff member holds on the store."""
+    _check_may_change_staff(staff, actor)
     for codename in {c for perms in roles.STORE_PERMISSIONS.values() for c in perms}:
         remove_perm(f"members.{codename}", staff.user, store)
     staff.stores.remove(store)
@@ -479,6 +479,16 @@ def _is_platform_actor(actor: AbstractBaseUser | None) -> bool:
     return actor is None or selectors.is_platform_admin(actor)  # None: scripts and jobs
 
 
+def _check_may_change_staff(staff: Staff, actor: AbstractBaseUser | None) -> None:
+    """A staff row whose login is a platform admin (by its role, by the platform group or as a
+    superuser) is the platform's: `_apply_role` would otherwise strip the platform group, or the login
+    itself, on a merchant admin's demotion or deactivation."""
+    if _is_platform_actor(actor):
+        return
+    if staff.role == roles.PLATFORM_ADMIN or selectors.is_platform_admin(staff.user):
+        raise fail("role", "role_not_allowed", _("Only a platform admin can change a platform admin's staff record."))
+
+
 def validate_staff_fields(
     merchant: Merchant,
     *,
@@ -491,7 +501,10 @@ def validate_staff_fields(
 ) -> None:
     """The checks staff creation and changes apply, for forms that want to show them before saving.
 
-    Only a platform admin grants or takes away the platform admin role; stores are the merchant's."""
+    Only a platform admin grants or takes away the platform admin role, or changes anything of a staff
+    member whose login is a platform admin; stores are the merchant's."""
+    if staff is not None:
+        _check_may_change_staff(staff, actor)
     if role is not None:
         if role not in roles.ROLES:
             raise fail("role", "role_unknown", _("Unknown role."))
@@ -516,6 +529,16 @@ def validate_staff_fields(
             raise fail("username", "username_required", _("A username is required."))
         if "\x00" in username:  # PostgreSQL cannot even look such a name up
             raise fail("username", "text_nul", _("This text contains a NUL character."))
+        # The login form folds a username to NFKC before looking it up: a name that changes under it
+        # (full-width letters) could never sign in. Otherwise the user model's own rule.
+        try:
+            User.username_validator(username)
+            valid = User.normalize_username(username) == username
+        except ValidationError:
+            valid = False
+        if not valid:
+            raise fail("username", "username_invalid",
+                       _("A username may hold only letters, digits and the characters @ . + - _ (no spaces)."))  # fmt: skip
         if User.objects.filter(username=username).exists():
             raise fail("username", "username_taken", _("Username “%(username)s” is taken."), username=username)
 
@@ -585,6 +608,7 @@ def set_staff_stores(
 def deactivate_staff(staff: Staff, *, actor: AbstractBaseUser | None, reason: str = "") -> Staff:
     """Offboarding: every store permission, every role group and the login go at once."""
     staff = _lock_staff(staff)
+    _check_may_change_staff(staff, actor)
     if not staff.is_active:
         return staff
     for store in list(staff.stores.all()):

@@ -490,6 +490,8 @@ def test_refunding_an_early_use_never_pays_out_more_than_was_paid():
     shop = make_shop()
     shop.car_wash_coupon.uses, shop.car_wash_coupon.price_fen = 3, 1_000
     shop.car_wash_coupon.save()
+    # ¥10 for 3 uses of a ¥30 service would give ¥80 away (over the plan share): list the wash at ¥3.
+    type(shop.car_wash).objects.filter(pk=shop.car_wash.pk).update(list_price_fen=300, member_price_fen=300)
     services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
                       items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon)])  # fmt: skip
     grant = Grant.objects.get(member=shop.member)

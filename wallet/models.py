@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -276,6 +277,25 @@ class VoucherTemplate(SoldTermsFrozen, models.Model):
             )  # fmt: skip
 
 
+def check_sold_below_list(template, field: str) -> None:
+    """A coupon template or package sold for less than its list value (uses × the covered services'
+    list price) gives the difference away: at most the merchant's plan share of its price, like a voucher
+    sold below face. A price of 0 makes a free-only template, bounded as a gift (max_free_gift_fen).
+    Counted from saved rows (services, package items), so it is checked again at every sale."""
+    price = template.price_fen
+    if not price or not template.pk:
+        return
+    free = template.list_value_fen() - price
+    share = WalletSettings.of(template.merchant_id).max_plan_free_value_bp
+    if free > price * share // 10000:
+        raise fail(
+            field, "free_value_over_limit",
+            _("Sold for %(price)s, %(name)s gives away %(free)s below its list value: at most %(share)s%% of its "
+              "price."),
+            price=yuan(price), name=str(template), free=yuan(free), share=f"{share / 100:g}",
+        )  # fmt: skip
+
+
 class CouponTemplate(SoldTermsFrozen, models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="coupon_templates")
     name = models.CharField(max_length=100)
@@ -294,9 +314,6 @@ class CouponTemplate(SoldTermsFrozen, models.Model):
     def is_sold(self) -> bool:
         return Grant.objects.filter(coupon_template_id=self.pk).exists()
 
-    def clean(self) -> None:
-        self.check_sold_terms()
-
     @property
     def unit(self) -> str:
         return f"CPN:{self.pk}"
@@ -304,8 +321,14 @@ class CouponTemplate(SoldTermsFrozen, models.Model):
     def list_value_fen(self) -> int:
         """What one coupon is worth when given away: its price, or what its uses can pay for at the
         covered services' list price, whichever is more (a free template is still worth its uses)."""
-        top = self.services.aggregate(m=models.Max("list_price_fen"))["m"] if self.pk else None
+        # The higher of list and member price: a service listed below what members pay is worth what they pay.
+        price = Greatest("list_price_fen", "member_price_fen")
+        top = self.services.aggregate(m=models.Max(price))["m"] if self.pk else None
         return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
+
+    def clean(self) -> None:
+        self.check_sold_terms()
+        check_sold_below_list(self, "price_fen")
 
 
 class EntitlementPackage(SoldTermsFrozen, models.Model):
@@ -323,17 +346,23 @@ class EntitlementPackage(SoldTermsFrozen, models.Model):
     def is_sold(self) -> bool:
         return Grant.objects.filter(package_id=self.pk).exists()
 
-    def clean(self) -> None:
-        self.check_sold_terms()
-
     def list_value_fen(self) -> int:
-        """Its price, or its services at list price × quantity, whichever is more."""
+        """Its price, or its services at list price (or member price if higher) × quantity, whichever is more."""
         listed = (
-            sum(it.service.list_price_fen * it.quantity for it in self.items.select_related("service"))
+            sum(
+                max(it.service.list_price_fen, it.service.member_price_fen) * it.quantity
+                for it in self.items.select_related("service")
+            )
             if self.pk
             else 0
         )
         return max(self.price_fen or 0, listed)
+
+    def clean(self) -> None:
+        self.check_sold_terms()
+        if self.pk:  # its services are this merchant's before their list prices count
+            _other_merchant("__all__", self.merchant_id, *(it.service for it in self.items.select_related("service")))
+        check_sold_below_list(self, "price_fen")
 
 
 class PackageItem(models.Model):

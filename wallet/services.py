@@ -12,11 +12,14 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -28,9 +31,11 @@ from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ledger.errors import InsufficientBalance
 from ledger.models import Account, Entry
+from members import selectors as member_selectors
 from members import services as member_services
 from members.models import AuditEvent, Level, Merchant, Owner, Staff, Store
 
+from . import permissions as wallet_permissions
 from . import rules
 from . import selectors as wallet_selectors
 from .models import (
@@ -78,6 +83,7 @@ def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
 def _check_member(member: Owner, store: Store | None) -> None:
     if member.status != Owner.Status.ACTIVE:
         raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
+    _check_kind(store, Store, "store")
     _check_merchant(store, member.merchant_id, "store")
 
 
@@ -88,6 +94,25 @@ def _check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> N
         raise fail(
             field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
         )
+
+
+def _check_actor(actor, merchant: Merchant) -> None:
+    """The person acting is a related object too: a signed-in user acts for a merchant only as its active
+    staff, or as a platform admin. No actor (a job, the system) is not checked here."""
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return
+    if member_selectors.is_platform_admin(actor) or member_selectors.merchant_of(actor) == merchant:
+        return
+    raise fail("actor", "other_merchant", _("You do not act for this merchant."))
+
+
+def _check_kind(obj, kind: type[models.Model], field: str, *, required: bool = False) -> None:
+    """A related argument is a row of the expected model (or None where optional), never an id or a row of
+    another model that happens to share an id."""
+    if obj is None and not required:
+        return
+    if not isinstance(obj, kind):
+        raise _fail(field, f"Choose a {kind._meta.verbose_name}.")
 
 
 def _check_same_merchant(obj, member: Owner, field: str) -> None:
@@ -127,7 +152,9 @@ def _check_fen(value, field: str, *, allow_zero: bool = True) -> int:
 
 def _check_ceiling(total: int, ceiling: int, field: str, what: str) -> None:
     """Amount ceilings per operation (WalletSettings.max_recharge_fen / max_consumption_fen). Checked as
-    lines are added, before anything is written, so no oversized amount reaches a column."""
+    lines are added, before anything is written, so no oversized amount reaches a column. A ceiling set
+    above core.money.MAX_FEN counts as MAX_FEN (the largest amount the ledger takes)."""
+    ceiling = min(ceiling, MAX_FEN)
     if total > ceiling:
         raise fail(
             field, "amount_over_ceiling", _("The %(what)s comes to %(total)s; this merchant's ceiling is %(ceiling)s."),
@@ -150,14 +177,17 @@ def _gift_value(target) -> int:
     return target.price_fen
 
 
-def _check_free_gift(target, settings: WalletSettings, field: str) -> None:
-    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen."""
-    value = _gift_value(target)
+def _check_free_gift(target, settings: WalletSettings, field: str, count: int = 1, before: int = 0) -> int:
+    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen: one given alone,
+    or all units of templates priced 0 in one recharge together (`before`: earlier lines' free value).
+    Returns the free value counted so far."""
+    value = _gift_value(target) * count + before
     if value > settings.max_free_gift_fen:
         raise fail(
             field, "free_value_over_limit", _("%(name)s is worth %(value)s; at most %(limit)s may be given free."),
             name=str(target), value=yuan(value), limit=yuan(settings.max_free_gift_fen),
         )  # fmt: skip
+    return value
 
 
 def _recheck_catalog(obj: models.Model, field: str) -> None:
@@ -167,6 +197,16 @@ def _recheck_catalog(obj: models.Model, field: str) -> None:
         obj.clean()
     except DomainError as exc:
         raise DomainError(field, exc.template, code=exc.code, params=exc.params) from exc
+
+
+def _check_lines(items, kind: type, field: str = "items") -> list:
+    """The lines of an operation: a list or tuple of `kind`, never a string or other objects."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise _fail(field, f"Give the lines as a list of {kind.__name__}.")
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise _fail(f"{field}[{i}]", f"Each line is a {kind.__name__}.")
+    return list(items)
 
 
 def _check_payment_method(method: str, field: str = "payment_method") -> str:
@@ -223,6 +263,63 @@ def _existing(
     return found
 
 
+def _check_record_text(model, arguments: dict) -> None:
+    """Text an operation receives must fit where it is stored: the key is text of at most the column's
+    length, no argument (nor tag) carries a NUL character (PostgreSQL cannot store one), and an argument
+    stored on the record (note, reason) fits its column. Refused with a field error, never a database
+    error."""
+    key = arguments.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
+        raise fail("idempotency_key", "invalid", _("The request key must be text."))
+    for name, value in arguments.items():
+        texts = [value] if isinstance(value, str) else []
+        if name == "tags" and isinstance(value, Sequence):
+            texts = [t for t in value if isinstance(t, str)]
+        for text in texts:
+            if "\x00" in text:
+                raise fail(name, "text_nul", _("The text contains a NUL character; remove it."))
+        if isinstance(value, str):
+            try:
+                limit = model._meta.get_field(name).max_length
+            except FieldDoesNotExist:
+                limit = None
+            if limit is not None and len(value) > limit:
+                raise fail(name, "text_too_long", _("At most %(limit)s characters."), limit=limit)
+
+
+def _related_parameters(fn) -> dict[str, tuple[type[models.Model], bool, bool]]:
+    """The parameters of `fn` declared as rows: name → (model, required, a sequence of rows)."""
+    found = {}
+    for name, hint in typing.get_type_hints(fn).items():
+        if name in ("return", "actor"):  # the actor may be an anonymous user: checked by _check_actor
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, type) and issubclass(hint, models.Model):
+            found[name] = (hint, True, False)
+        elif isinstance(hint, types.UnionType | typing._UnionGenericAlias) and len(args) == 1:  # X | None
+            if isinstance(args[0], type) and issubclass(args[0], models.Model):
+                found[name] = (args[0], False, False)
+        elif (
+            typing.get_origin(hint) is Sequence
+            and len(args) == 1
+            and isinstance(args[0], type)
+            and issubclass(args[0], models.Model)
+        ):
+            found[name] = (args[0], True, True)
+    return found
+
+
+def _check_related_kinds(related: dict, arguments: dict) -> None:
+    """Every argument declared as a row is one of its model (ids and rows of other models are refused)."""
+    for name, (kind, required, many) in related.items():
+        value = arguments.get(name)
+        if many:
+            for i, row in enumerate(_check_lines(value, kind, name)):
+                _check_kind(row, kind, f"{name}[{i}]")
+        else:
+            _check_kind(value, kind, name, required=required)
+
+
 def _idempotent(model):
     """For every operation taking an idempotency key, one place: the request's content is fingerprinted
     (_request_hash) and stored on its record. A repeat of the key with the same content is answered with
@@ -232,18 +329,25 @@ def _idempotent(model):
 
     def decorate(fn):
         signature = inspect.signature(fn)
+        related = _related_parameters(fn)
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
-            key = kwargs.get("idempotency_key")
-            if not key:
-                return fn(**kwargs)
+            # Lines given as an iterator are read once here, so the fingerprint and the operation see them all.
+            kwargs = {k: list(v) if isinstance(v, Iterator) else v for k, v in kwargs.items()}
             bound = signature.bind(**kwargs)
             bound.apply_defaults()
+            _check_record_text(model, bound.arguments)
+            _check_related_kinds(related, bound.arguments)
+            member = kwargs.get("member") or kwargs["grant"].member
+            _check_actor(kwargs.get("actor"), member.merchant)
+            key = kwargs.get("idempotency_key")
+            if not key:
+                # "" is no key, like None: stored as NULL, so requests without a key never collide.
+                return fn(**{**kwargs, "idempotency_key": None} if "idempotency_key" in kwargs else kwargs)
             request_hash = _request_hash(
                 {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
             )
-            member = kwargs.get("member") or kwargs["grant"].member
             try:
                 with transaction.atomic():
                     existing = _existing(model, member.merchant, key, member, request_hash)
@@ -367,6 +471,7 @@ def recharge(
     note = _text(note, "note", max_length=200)
     _check_member(member, store)
     _check_payment_method(payment_method)
+    items = _check_lines(items, RechargeItem)
     if not items:
         raise _fail("items", "A recharge needs at least one line.")
     now = timezone.now()
@@ -377,6 +482,7 @@ def recharge(
     principal_total = bonus_total = list_total = paid_total = 0
     revenue_total = promo_total = manual_bonus_total = 0
     pending_coupons: dict[int, int] = {}
+    free_gifts = [0]  # free value of templates priced 0 sold so far (docs/wallet.md §4.1)
     grants: list[Grant] = []
     vouchers: list[Voucher] = []
     vip_purchases: list[VipCardType] = []
@@ -409,6 +515,7 @@ def recharge(
                 _check_manual_bonus(bonus, unit_price * quantity, manual_bonus_total, settings, f"{f}.bonus_fen")
             else:
                 plan = item.plan
+                _check_kind(plan, RechargePlan, f"{f}.plan")
                 if plan is None or not plan.is_active:
                     raise _fail(f"{f}.plan", "Choose an active recharge plan.")
                 _check_same_merchant(plan, member, f"{f}.plan")
@@ -434,19 +541,18 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings)
+            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings, free_gifts)
             _check_benefit_count(len(grants) + quantity, f"{f}.quantity")
             _check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             shares = _allocate(line.amount_fen, [1] * quantity)
             grants.extend(_new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = _priced_line(line, item, "package", "entitlement package", member, f, settings)
+            package = _priced_line(line, item, "package", "entitlement package", member, f, settings, free_gifts)
             for share in _allocate(line.amount_fen, [1] * quantity):
                 grants.extend(_new_package_grants(member, package, share, number, now))
                 _check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings)
-            _recheck_catalog(template, f"{f}.voucher_template")  # sold below face within the plan share
+            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings, free_gifts)
             _check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
@@ -459,7 +565,7 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings)
+            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings, free_gifts)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
@@ -522,18 +628,36 @@ def _check_manual_bonus(bonus: int, paid: int, running_total: int, settings: Wal
         )  # fmt: skip
 
 
+_SOLD = {
+    "coupon_template": CouponTemplate,
+    "package": EntitlementPackage,
+    "voucher_template": VoucherTemplate,
+    "vip_type": VipCardType,
+}
+
+
 def _priced_line(
-    line: RechargeLine, item: RechargeItem, attr: str, label: str, member: Owner, field: str, settings: WalletSettings
+    line: RechargeLine,
+    item: RechargeItem,
+    attr: str,
+    label: str,
+    member: Owner,
+    field: str,
+    settings: WalletSettings,
+    free_gifts: list[int],
 ):
     """Validate the catalog item a recharge line sells (chosen, active, this merchant's), put it on
     the line and price the line: quantity × price × discount, rounded half up. A template priced 0 is
-    a gift, bounded like one given free (max_free_gift_fen per unit)."""
+    a gift, bounded like one given free: all such units of the recharge together at most max_free_gift_fen
+    (`free_gifts`: a one-element running total)."""
     target = getattr(item, attr)
+    _check_kind(target, _SOLD[attr], f"{field}.{attr}")
     if target is None or not target.is_active:
         raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
     _check_same_merchant(target, member, f"{field}.{attr}")
     if not target.price_fen:
-        _check_free_gift(target, settings, f"{field}.{attr}")
+        free_gifts[0] = _check_free_gift(target, settings, f"{field}.{attr}", line.quantity, free_gifts[0])
+    _recheck_catalog(target, f"{field}.{attr}")  # sold below face or list value within the plan share
     setattr(line, attr, target)
     line.unit_price_fen = target.price_fen
     line.amount_fen = rules.apply_rate_bp(target.price_fen * line.quantity, item.discount_bp)
@@ -741,6 +865,7 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
     """Give a member a free voucher (marketing): its face value is a promotion expense."""
     reason = _reason(reason, _("Say why the voucher is given."))
     _check_member(member, None)
+    _check_actor(actor, member.merchant)
     _check_same_merchant(template, member, "template")
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
@@ -768,11 +893,13 @@ def award_activity_points(
     """Award a rule's points for one occasion (e.g. the activity's id). The same member, rule and
     occasion earn once: a repeat returns the first award."""
     _check_member(member, None)
+    _check_actor(actor, member.merchant)
     _check_same_merchant(rule, member, "rule")
     if not rule.is_active:
         raise _fail("rule", f"{rule} is not active.")
     _recheck_catalog(rule, "rule")  # points within max_activity_points
-    occasion = _text(occasion, "occasion", max_length=64)
+    # The occasion is part of the award's reference (at most 64 characters with the rule's code).
+    occasion = _text(occasion, "occasion", max_length=63 - len(rule.code))
     if not occasion:
         raise fail("occasion", "occasion_required", _("Say which occasion earns the points."))
     merchant = member.merchant
@@ -809,6 +936,7 @@ def record_service(
     notes = _text(notes, "notes", max_length=2000)
     tags = [_text(t, "tags", max_length=30) for t in tags]
     _check_member(member, store)
+    _check_kind(staff, Staff, "staff", required=True)
     _check_merchant(staff, merchant.pk, "staff")
     record = ServiceRecord.objects.create(
         merchant=merchant, number=member_services.next_business_number(merchant, "fw"), member=member, store=store,
@@ -863,6 +991,7 @@ def consume(
     merchant = member.merchant
     note = _text(note, "note", max_length=200)
     _check_member(member, store)
+    items = _check_lines(items, ConsumptionItem)
     if not items:
         raise _fail("items", "A consumption needs at least one line.")
     _check_merchant(service_record, merchant.pk, "service_record")
@@ -870,7 +999,8 @@ def consume(
         raise _fail("service_record", "The service record is of another member.")
     for i, item in enumerate(items):
         # Every row a line names is this merchant's, before anything is locked or counted.
-        for name in ("service", "staff", "grant", "voucher"):
+        for name, kind in (("service", Service), ("staff", Staff), ("grant", Grant), ("voucher", Voucher)):
+            _check_kind(getattr(item, name), kind, f"items[{i}].{name}", required=name == "service")
             _check_merchant(getattr(item, name), merchant.pk, f"items[{i}].{name}")
     settings = wallet_settings(merchant)
     now = timezone.now()
@@ -994,8 +1124,11 @@ def consume(
                 raise _fail(f"{f}.service", f"{service} has no price to charge; record it with a grant or not at all.")
 
         if item.staff is not None:
-            # Never more than the line earned: the money paid for it, or the prepaid value its uses recognise.
-            earned = line.deferred_fen if line.grant is not None else payable
+            # Never more than was paid for the line: the money (principal, direct), the paid share of the
+            # voucher, or the prepaid value a grant's uses recognise. Bonus and gifted value pay no commission.
+            earned = line.deferred_fen if line.grant is not None else line.principal_fen + line.direct_fen
+            if line.voucher_fen:
+                earned += line.voucher_fen * line.voucher.paid_fen // line.voucher.face_value_fen
             commission = _commission(service, item.staff, payable, quantity, earned)
             if commission:
                 line.commission_fen = commission
@@ -1178,6 +1311,10 @@ def refund_consumption_lines(
             "lines", "other_merchant", _("This %(kind)s belongs to another merchant."), kind=_("consumption line")
         )
     locked = _lock_lines_for_refund(member, sorted({line.pk for line in lines}))
+    if actor is not None:
+        # Store scope (members.permissions, issue 9 item 10), here and not only in the portal's form:
+        # every entry point refunds through this function. No actor: a script or job of the platform.
+        wallet_permissions.check_lines_actionable(actor, locked, member=member)
     number = member_services.next_business_number(merchant, "tqy")
     refund = EntitlementRefund.objects.create(
         merchant=merchant, number=number, member=member, store=store, operator=_user(actor), reason=reason,

@@ -410,12 +410,6 @@ def test_rows_given_as_ids_or_other_models_are_field_errors_in_every_keyed_opera
         assert exc.value.field == field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue_coupons is being changed by the refund/limit helper: it re-checks neither its actor's merchant "
-    "(staff of merchant B issues A's coupons to A's members) nor its reason's text (a NUL is a database error on "
-    "PostgreSQL). Fix: _check_actor(actor, template.merchant) and member_services.clean_text(reason, ...).",
-)
 def test_issue_coupons_checks_its_actor_and_reason():
     from members import roles
     from tests.factories import make_staff

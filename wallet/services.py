@@ -817,6 +817,7 @@ def issue_coupons(
     one entry per 2,000 grants."""
     merchant = template.merchant
     reason = _reason(reason, _("Say why the coupons are issued (e.g. new member, spend threshold)."))
+    _check_actor(actor, merchant)
     if not template.is_active:
         raise _fail("template", f"{template} is not active.")
     _check_free_gift(template, wallet_settings(merchant), "template")

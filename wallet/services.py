@@ -1612,10 +1612,13 @@ def _plan_gifts_takeback(member: Owner, now: datetime.datetime) -> _GiftTakeback
 def _gift_list_value(grant: Grant) -> int:
     """What the gifted lot sells for: the coupon template's price, or the lot's share of its package's
     price (spread over the services as a sale spreads it: list price × quantity)."""
+    # A free-only template or package (price ¥0) has no price to charge: its list value (§4.2, what the
+    # plan's free value counted it at) is charged instead, or its used uses would cost nothing.
     if grant.kind == Grant.Kind.COUPON:
-        return grant.coupon_template.price_fen
+        return grant.coupon_template.price_fen or grant.coupon_template.list_value_fen()
     items = list(grant.package.items.select_related("service").order_by("id"))
-    shares = _allocate(grant.package.price_fen, [it.service.list_price_fen * it.quantity or 1 for it in items])
+    price = grant.package.price_fen or grant.package.list_value_fen()
+    shares = _allocate(price, [it.service.list_price_fen * it.quantity or 1 for it in items])
     return next((share for it, share in zip(items, shares, strict=True) if it.service_id == grant.service_id), 0)
 
 

@@ -1,0 +1,91 @@
+"""Adversarial probes of the refund rules (issue 9, items 5-8): a member colluding with an operator tries
+to keep value a refund should take back. Each test is a found defect or a guard of its class."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from ledger import selectors as ledger_selectors
+from tests.wallet_helpers import make_shop
+from wallet import selectors, services
+from wallet.models import CouponTemplate, EntitlementPackage, Grant, PackageItem, RechargePlan
+
+pytestmark = pytest.mark.django_db
+
+GENEROUS_PLANS = {"max_plan_free_value_bp": 10_000}
+
+
+def load(shop, plan, member=None):
+    return services.recharge(member=member or shop.member, store=shop.store, payment_method="wechat", actor=None,
+                             items=[services.RechargeItem(kind="plan", plan=plan)])  # fmt: skip
+
+
+def use(shop, grant, service, quantity=1):
+    return services.consume(member=shop.member, store=shop.store, actor=None,
+                            items=[services.ConsumptionItem(service=service, grant=grant, quantity=quantity)])  # fmt: skip
+
+
+def refund_cash(shop):
+    return services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退卡", actor=None)
+
+
+def held_uses(member) -> int:
+    return sum(h.balance for h in selectors.member_benefits(member).grants)
+
+
+def free_coupon_template(shop) -> CouponTemplate:
+    """A free-only template (price ¥0): 10 car washes at ¥30 list, worth ¥300 as a gift (docs §4.2)."""
+    template = CouponTemplate.objects.create(merchant=shop.merchant, name="赠洗车10次", uses=10, price_fen=0)
+    template.services.add(shop.car_wash)
+    return template
+
+
+def free_package(shop) -> EntitlementPackage:
+    """A free-only package (price ¥0): 5 cleanings at ¥120 list, worth ¥600 as a gift."""
+    package = EntitlementPackage.objects.create(merchant=shop.merchant, name="赠洁牙5次", price_fen=0)
+    PackageItem.objects.create(package=package, service=shop.cleaning, quantity=5)
+    return package
+
+
+@pytest.mark.parametrize("gift", ["coupon", "package"])
+def test_used_gifts_of_a_free_only_template_are_charged_at_their_list_value(gift):
+    """Defect: a plan's gift of a template or package priced ¥0 is worth its uses at list price when the
+    plan is validated (§4.2), but the cash refund charged its used uses at the price, ¥0: the member
+    used ¥300 of car washes (or ¥600 of cleanings), then got the whole principal back."""
+    shop = make_shop(**GENEROUS_PLANS)
+    if gift == "coupon":
+        plan = RechargePlan.objects.create(merchant=shop.merchant, name="充1000送洗车", pay_fen=100_000, bonus_fen=0,
+                                           gift_coupon=free_coupon_template(shop), gift_coupon_quantity=1)  # fmt: skip
+        service, list_value, uses = shop.car_wash, 30_000, 10
+    else:
+        plan = RechargePlan.objects.create(merchant=shop.merchant, name="充1000送洁牙", pay_fen=100_000, bonus_fen=0,
+                                           gift_package=free_package(shop))  # fmt: skip
+        service, list_value, uses = shop.cleaning, 60_000, 5
+    load(shop, plan)
+    grant = Grant.objects.get(member=shop.member)
+    assert grant.paid_fen == 0
+    use(shop, grant, service, quantity=uses)
+
+    refund = refund_cash(shop)
+
+    assert refund.gifts_charged_fen == list_value
+    assert refund.paid_out_fen == 100_000 - list_value
+    assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+def test_cash_refund_of_a_gifted_lot_pays_nothing_and_takes_it_back():
+    """Guard: a gift lot (paid ¥0) refunded in cash pays ¥0 and closes; its used lines stay charged."""
+    shop = make_shop(**GENEROUS_PLANS)
+    plan = RechargePlan.objects.create(merchant=shop.merchant, name="充1000送洗车卡", pay_fen=100_000, bonus_fen=0,
+                                       gift_coupon=shop.car_wash_coupon, gift_coupon_quantity=1)  # fmt: skip
+    load(shop, plan)
+    grant = Grant.objects.get(member=shop.member)
+    line = use(shop, grant, shop.car_wash).lines.get()
+    refund = services.cash_refund_grant(grant=grant, payment_method="cash", reason="退券", actor=None)
+    assert refund.paid_out_fen == 0
+    assert held_uses(shop.member) == 0
+    with pytest.raises(ValidationError) as exc:
+        services.refund_consumption_lines(member=shop.member, lines=[line], reason="退", actor=None)
+    assert {e.code for e in exc.value.error_dict["lines"]} == {"grant_refunded"}
+    # The stored-value refund still charges the use made of the gift.
+    assert refund_cash(shop).gifts_charged_fen == 2_000
+    assert ledger_selectors.reconcile(shop.merchant).clean

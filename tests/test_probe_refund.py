@@ -1,11 +1,15 @@
 """Adversarial probes of the refund rules (issue 9, items 5-8): a member colluding with an operator tries
 to keep value a refund should take back. Each test is a found defect or a guard of its class."""
 
+import datetime
+from unittest import mock
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
-from tests.wallet_helpers import make_shop
+from tests.wallet_helpers import load_plan, make_shop
 from wallet import selectors, services
 from wallet.models import CouponTemplate, EntitlementPackage, Grant, PackageItem, RechargePlan
 
@@ -88,4 +92,24 @@ def test_cash_refund_of_a_gifted_lot_pays_nothing_and_takes_it_back():
     assert {e.code for e in exc.value.error_dict["lines"]} == {"grant_refunded"}
     # The stored-value refund still charges the use made of the gift.
     assert refund_cash(shop).gifts_charged_fen == 2_000
+    assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+def test_points_that_expired_before_the_purchase_do_not_excuse_its_points():
+    """Defect: the cash refund counted every points expiry of the member as purchase points already gone,
+    so points earned by an earlier direct payment that lapsed let the member keep as many points earned
+    by buying the stored value that is now paid back (1,000 earned, only 500 taken back)."""
+    shop = make_shop("principal_first", points_on_stored_value_purchase=True)
+    services.consume(member=shop.member, store=shop.store, actor=None,
+                     items=[services.ConsumptionItem(service=shop.massage, quantity=1, direct_fen=20_000,
+                                                     payment_method="cash")])  # fmt: skip
+    assert selectors.member_totals(shop.member).points_balance == 200
+    later = timezone.now() + datetime.timedelta(days=366 * 2)
+    services.expire_due_benefits(now=later)  # the 200 points of the direct payment lapse
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        load_plan(shop)  # ¥1,000 principal earns 1,000 points
+        assert selectors.member_totals(shop.member).points_balance == 1_000
+        refund = services.cash_refund_stored_value(member=shop.member, payment_method="cash", reason="退", actor=None)
+    assert refund.paid_out_fen == 100_000
+    assert selectors.member_totals(shop.member).points_balance == 0
     assert ledger_selectors.reconcile(shop.merchant).clean

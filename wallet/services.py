@@ -1629,12 +1629,15 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     does not let the member keep them, turning it on later takes nothing that was not given."""
     if not principal_refunded:
         return []
-    earned = -(
+    by_lot = dict(  # points lots are credit-normal: a credit is negative
         ledger_selectors.legs_matching(
             member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="points"
-        ).aggregate(t=Sum("amount"))["t"]
-        or 0
+        )
+        .values("account_id")
+        .annotate(t=Sum("amount"))
+        .values_list("account_id", "t")
     )
+    earned = -sum(by_lot.values())
     if not earned:
         return []
     bought = -(
@@ -1646,12 +1649,17 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     due = earned * principal_refunded // bought if bought else 0
     # Points that expired left the member without benefit: they count as returned first, so a member
     # whose purchase points lapsed can still be refunded (they cannot be taken back twice).
-    expired = (  # points lots are credit-normal: an expiry's debit is positive
+    # Only expiries of the lots the purchases credited count, each up to what the purchases put in it:
+    # points of other spending that lapsed (even before the purchase) do not excuse the purchase's points.
+    expired_by_lot = dict(  # an expiry's debit is positive
         ledger_selectors.legs_matching(
-            member.merchant, entry__member=member, entry__operation_type="expiry", account__purpose="points"
-        ).aggregate(t=Sum("amount"))["t"]
-        or 0
+            member.merchant, entry__member=member, entry__operation_type="expiry", account_id__in=list(by_lot)
+        )
+        .values("account_id")
+        .annotate(t=Sum("amount"))
+        .values_list("account_id", "t")
     )
+    expired = sum(min(t, -by_lot[acc]) for acc, t in expired_by_lot.items())
     due = max(0, due - expired)
     lots = sorted(
         (row for row in ledger_selectors.member_balances(member) if row.account.purpose == "points" and row.balance),

@@ -113,3 +113,48 @@ def test_points_that_expired_before_the_purchase_do_not_excuse_its_points():
     assert refund.paid_out_fen == 100_000
     assert selectors.member_totals(shop.member).points_balance == 0
     assert ledger_selectors.reconcile(shop.merchant).clean
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("trial", range(6))
+def test_cash_refund_racing_vip_purchase_plan_recharge_and_spend(trial):
+    """Lock order (docs §5) between the cash refund of stored value, a paid VIP renewal of the type a plan
+    gifts, a second plan recharge and a stored-value spend on one member: no deadlock, no error but a
+    refusal, the ledger reconciles, and if the refund ran no gift lot is left usable."""
+    import threading
+
+    from tests.test_ledger_postgres import run_threads
+
+    shop = make_shop(**GENEROUS_PLANS)
+    shop.plan.gift_vip = shop.vip_year
+    shop.plan.gift_coupon, shop.plan.gift_coupon_quantity = shop.car_wash_coupon, 1
+    shop.plan.bonus_fen, shop.plan.pay_fen = 0, 300_000
+    shop.plan.save()
+    shop.car_wash_coupon.per_member_limit = 5
+    shop.car_wash_coupon.save()
+    load_plan(shop)
+    refused: list[ValidationError] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            if i == 0:
+                refund_cash(shop)
+            elif i == 1:
+                services.purchase_vip(member=shop.member, vip_type=shop.vip_year, payment_method="cash",
+                                      store=shop.store, actor=None)  # fmt: skip
+            elif i == 2:
+                load_plan(shop)
+            else:
+                services.consume(member=shop.member, store=shop.store, actor=None,
+                                 items=[services.ConsumptionItem(service=shop.massage, stored_value_fen=20_000)])  # fmt: skip
+        except ValidationError as exc:
+            with lock:
+                refused.append(exc)
+
+    assert run_threads(4, worker) == []
+    assert ledger_selectors.reconcile(shop.merchant).clean
+    if services.CashRefund.objects.filter(member=shop.member).exists():
+        assert held_uses(shop.member) == 0
+        assert not Grant.objects.filter(member=shop.member, paid_fen=0, status="active").exists()

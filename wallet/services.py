@@ -474,6 +474,10 @@ def recharge(
     items = _check_lines(items, RechargeItem)
     if not items:
         raise _fail("items", "A recharge needs at least one line.")
+    # Member first, as every operation on what the member holds (docs §5): a VIP renewal or plan recharge
+    # locks VIP rows and creates ledger accounts a cash refund of stored value (member → card → VIP) also
+    # takes; without the member lock the two deadlocked on PostgreSQL.
+    _lock_members([member.pk])
     now = timezone.now()
     settings = wallet_settings(merchant)
     number = member_services.next_business_number(merchant, "cz")

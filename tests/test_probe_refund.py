@@ -158,3 +158,19 @@ def test_cash_refund_racing_vip_purchase_plan_recharge_and_spend(trial):
     if services.CashRefund.objects.filter(member=shop.member).exists():
         assert held_uses(shop.member) == 0
         assert not Grant.objects.filter(member=shop.member, paid_fen=0, status="active").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rule to decide (docs/wallet.md §2.6 keeps spent bonus: 'bonus-first: paid ¥600'): a plan's bonus is a "
+    "plan gift, but unlike its coupons, package and VIP time, the part spent is not charged against the payout",
+)
+def test_spent_plan_bonus_is_charged_against_the_payout_like_the_other_plan_gifts():
+    """Finding: bonus-first, 充1000送200, spend ¥200 (all bonus), cash refund: ¥1,000 paid back, so the
+    member paid nothing for ¥200 of services. The used gift coupons of the same plan would be charged."""
+    shop = make_shop("bonus_first")
+    load_plan(shop)  # ¥1,000 + ¥200 bonus
+    services.consume(member=shop.member, store=shop.store, actor=None,
+                     items=[services.ConsumptionItem(service=shop.massage, stored_value_fen=20_000)])  # fmt: skip
+    refund = refund_cash(shop)
+    assert refund.paid_out_fen == 80_000

@@ -174,3 +174,25 @@ def test_spent_plan_bonus_is_charged_against_the_payout_like_the_other_plan_gift
                      items=[services.ConsumptionItem(service=shop.massage, stored_value_fen=20_000)])  # fmt: skip
     refund = refund_cash(shop)
     assert refund.paid_out_fen == 80_000
+
+
+def test_a_level_set_by_hand_below_the_one_reached_by_spend_is_the_floor_of_the_downgrade():
+    """Defect: 银卡 set by hand (no spend), then ¥500 spent reaches 金卡 automatically; refunding that
+    spend took the member down to 普通, below the 银卡 the merchant gave by hand. The downgrade stops at
+    the level set by hand."""
+    from members.models import Level
+    from members.services import update_owner
+
+    shop = make_shop()
+    Level.objects.create(merchant=shop.merchant, name="普通", rank=0)
+    silver = Level.objects.create(merchant=shop.merchant, name="银卡", rank=1, upgrade_spend_fen=20_000)
+    gold = Level.objects.create(merchant=shop.merchant, name="金卡", rank=2, upgrade_spend_fen=50_000)
+    update_owner(shop.member, actor=None, level=silver, reason="店长特批")
+    line = services.consume(member=shop.member, store=shop.store, actor=None,
+                            items=[services.ConsumptionItem(service=shop.massage, quantity=3, direct_fen=60_000,
+                                                            payment_method="cash")]).lines.get()  # fmt: skip
+    shop.member.refresh_from_db()
+    assert shop.member.level == gold
+    services.refund_consumption_lines(member=shop.member, lines=[line], reason="退", actor=None)
+    shop.member.refresh_from_db()
+    assert shop.member.level == silver

@@ -1248,6 +1248,20 @@ def _reevaluate_level(member: Owner, actor, *, because: str) -> None:
     if current is None or (current.upgrade_spend_fen is None and current.upgrade_points is None):
         return  # not a level reached by spending
     totals = wallet_selectors.member_totals(member)
+    # The level last set by hand is a floor: a downgrade undoes what spending gave, never what the merchant
+    # gave (银卡 by hand, 金卡 by a spend that is refunded → back to 银卡, not below it).
+    by_hand = (
+        AuditEvent.objects.filter(
+            content_type=ContentType.objects.get_for_model(Owner),
+            object_id=str(member.pk),
+            action="owner.changed",
+            after__has_key="level",
+        )
+        .exclude(reason__startswith=_AUTOMATIC_LEVEL_CHANGE)
+        .order_by("-at", "-pk")
+        .first()
+    )
+    floor_pk = by_hand.after["level"] if by_hand is not None else None
 
     def reached(level: Level) -> bool:
         if level.upgrade_spend_fen is None and level.upgrade_points is None:
@@ -1259,7 +1273,7 @@ def _reevaluate_level(member: Owner, actor, *, because: str) -> None:
     if reached(current):
         return
     lower = Level.objects.filter(merchant_id=member.merchant_id, rank__lt=current.rank).order_by("-rank")
-    target = next((level for level in lower if reached(level)), None)
+    target = next((level for level in lower if level.pk == floor_pk or reached(level)), None)
     last_change = (
         AuditEvent.objects.filter(
             content_type=ContentType.objects.get_for_model(Owner),

@@ -160,20 +160,25 @@ def test_cash_refund_racing_vip_purchase_plan_recharge_and_spend(trial):
         assert not Grant.objects.filter(member=shop.member, paid_fen=0, status="active").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rule to decide (docs/wallet.md §2.6 keeps spent bonus: 'bonus-first: paid ¥600'): a plan's bonus is a "
-    "plan gift, but unlike its coupons, package and VIP time, the part spent is not charged against the payout",
-)
-def test_spent_plan_bonus_is_charged_against_the_payout_like_the_other_plan_gifts():
-    """Finding: bonus-first, 充1000送200, spend ¥200 (all bonus), cash refund: ¥1,000 paid back, so the
-    member paid nothing for ¥200 of services. The used gift coupons of the same plan would be charged."""
+def test_spent_bonus_is_forfeited_not_charged_the_merchants_spending_policy_decides():
+    """Decided rule (docs/wallet.md §2.6): a plan's bonus is stored value, not a gift lot. What is left of
+    it is forfeited at a cash refund; what was spent is not charged back. How much of each spend comes
+    from bonus is the merchant's spending policy (SPEC: proportional by default); a merchant choosing
+    bonus-first lets members spend the bonus before their principal. Coupons, packages and VIP time given
+    by the plan are lots the member still holds, so their used part is charged."""
     shop = make_shop("bonus_first")
     load_plan(shop)  # ¥1,000 + ¥200 bonus
     services.consume(member=shop.member, store=shop.store, actor=None,
                      items=[services.ConsumptionItem(service=shop.massage, stored_value_fen=20_000)])  # fmt: skip
     refund = refund_cash(shop)
-    assert refund.paid_out_fen == 80_000
+    assert (refund.paid_out_fen, refund.forfeited_bonus_fen) == (100_000, 0)
+    proportional = make_shop("proportional")
+    load_plan(proportional)
+    services.consume(member=proportional.member, store=proportional.store, actor=None,
+                     items=[services.ConsumptionItem(service=proportional.massage, stored_value_fen=20_000)])  # fmt: skip
+    refund = refund_cash(proportional)
+    # ¥200 spent proportionally: ¥166.66 of principal, ¥33.34 of bonus; the rest of the bonus is forfeited.
+    assert (refund.paid_out_fen, refund.forfeited_bonus_fen) == (83_334, 16_666)
 
 
 def test_a_level_set_by_hand_below_the_one_reached_by_spend_is_the_floor_of_the_downgrade():

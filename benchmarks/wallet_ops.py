@@ -36,7 +36,7 @@ trigger is skipped for those inserts (session_replication_role = replica, when t
 cached balances are set from the legs; ledger.selectors.reconcile over the merchant at the end checks
 every entry, leg and balance, history included. Wallet records (recharge, consumption rows) are not made
 for the history: what grows with history in the wallet's reads is the ledger. 200 members (--coupon-members)
-buy a 1,000-use coupon (¥200) through wallet.services.recharge for the coupon consumptions.
+buy a 1,000-use coupon (¥20,000) through wallet.services.recharge for the coupon consumptions.
 
 Per run: ops/s (sum over workers of timed operations / active time), p50/p95 latency, statements per
 operation and lock waits. Statements are counted on worker 0 over its last 2 (untimed) warm-up operations:
@@ -613,15 +613,16 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     )
     refund_coupon.services.add(car_wash)
     use_coupon = CouponTemplate.objects.create(
-        merchant=merchant, name="洗车1000次卡", uses=1000, price_fen=20_000, valid_days=365
+        merchant=merchant, name="洗车1000次卡", uses=1000, price_fen=2_000_000, valid_days=365
     )
     use_coupon.services.add(car_wash)
     plan = RechargePlan.objects.create(merchant=merchant, name="充1000送200", pay_fen=100_000, bonus_fen=20_000)
     # Thresholds out of reach: the level check runs on every consumption but never upgrades anyone.
+    # The operator records the operations and serves the lines: refunds need operate_store on the store.
     Level.objects.create(merchant=merchant, name="银卡", rank=1, upgrade_spend_fen=10**14)
     Level.objects.create(merchant=merchant, name="金卡", rank=2, upgrade_points=10**14)
     staff = member_services.create_staff(
-        merchant=merchant, username=f"{code}-clerk", name="员工", role="clerk", actor=None, stores=[store]
+        merchant=merchant, username=f"{code}-operator", name="员工", role="operator", actor=None, stores=[store]
     )
 
     n = args.members + args.refund_members

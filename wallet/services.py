@@ -272,19 +272,16 @@ def _check_record_text(model, arguments: dict) -> None:
     if key is not None and not isinstance(key, str):
         raise fail("idempotency_key", "invalid", _("The request key must be text."))
     for name, value in arguments.items():
-        texts = [value] if isinstance(value, str) else []
-        if name == "tags" and isinstance(value, Sequence):
-            texts = [t for t in value if isinstance(t, str)]
-        for text in texts:
-            if "\x00" in text:
-                raise fail(name, "text_nul", _("The text contains a NUL character; remove it."))
-        if isinstance(value, str):
+        if name == "tags" and isinstance(value, Sequence) and not isinstance(value, str):
+            for tag in value:
+                if isinstance(tag, str):
+                    _text(tag, name)
+        elif isinstance(value, str):
             try:
                 limit = model._meta.get_field(name).max_length
             except FieldDoesNotExist:
                 limit = None
-            if limit is not None and len(value) > limit:
-                raise fail(name, "text_too_long", _("At most %(limit)s characters."), limit=limit)
+            _text(value, name, max_length=limit)  # the one text rule (members.services.clean_text)
 
 
 def _related_parameters(fn) -> dict[str, tuple[type[models.Model], bool, bool]]:

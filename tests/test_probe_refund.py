@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
 from tests.wallet_helpers import load_plan, make_shop
+from wallet import models as wallet_models
 from wallet import selectors, services
 from wallet.models import CouponTemplate, EntitlementPackage, Grant, PackageItem, RechargePlan
 
@@ -155,7 +156,7 @@ def test_cash_refund_racing_vip_purchase_plan_recharge_and_spend(trial):
 
     assert run_threads(4, worker) == []
     assert ledger_selectors.reconcile(shop.merchant).clean
-    if services.CashRefund.objects.filter(member=shop.member).exists():
+    if wallet_models.CashRefund.objects.filter(member=shop.member).exists():
         assert held_uses(shop.member) == 0
         assert not Grant.objects.filter(member=shop.member, paid_fen=0, status="active").exists()
 

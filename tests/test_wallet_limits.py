@@ -23,6 +23,7 @@ from ledger import selectors as ledger_selectors
 from ledger.models import Entry
 from tests.factories import make_staff
 from tests.wallet_helpers import Shop, load_plan, make_shop
+from wallet import accounts as wallet_accounts
 from wallet import rules, services
 from wallet.models import (
     ActivityPointsRule,
@@ -132,7 +133,7 @@ def test_one_fen_paid_for_trillions_of_manual_bonus_is_refused():
                           items=[services.RechargeItem(kind="stored_value", amount_fen=4_000_000, bonus_fen=800_000),
                                  services.RechargeItem(kind="stored_value", amount_fen=4_000_000, bonus_fen=800_000)])  # fmt: skip
     stored_value(shop, 100_000, bonus=20_000)
-    assert ledger_selectors.balance(services._stored_value_accounts(shop.member)[1]) == 20_000
+    assert ledger_selectors.balance(wallet_accounts.stored_value_accounts(shop.member)[1]) == 20_000
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -153,7 +154,7 @@ def test_manual_bonus_is_accepted_exactly_within_the_limits(amount, bonus, quant
         assert Entry.objects.filter(merchant=shop.merchant).count() == 0
         return
     assert within
-    _principal, bonus_account = services._stored_value_accounts(shop.member)
+    _principal, bonus_account = wallet_accounts.stored_value_accounts(shop.member)
     assert ledger_selectors.balance(bonus_account) == total_bonus
 
 
@@ -514,7 +515,7 @@ def operations() -> dict[str, Callable]:
         name: fn
         for name, fn in inspect.getmembers(services, inspect.isfunction)
         if not name.startswith("_")
-        and fn.__module__ == services.__name__
+        and fn.__module__.startswith(services.__name__ + ".")
         and "actor" in inspect.signature(fn).parameters
     }
 

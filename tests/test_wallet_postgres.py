@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from ledger import selectors as ledger_selectors
 from tests.test_ledger_postgres import run_threads
 from tests.wallet_helpers import load_plan, make_shop
+from wallet import models as wallet_models
 from wallet import selectors, services
 from wallet.models import Grant
 
@@ -44,7 +45,7 @@ def test_twenty_parallel_consumptions_of_a_ten_use_coupon():
 def test_parallel_recharges_and_spends_on_one_card_end_at_the_right_balance():
     shop = make_shop("proportional")
     load_plan(shop)  # 1000 + 200
-    spend_service = services.Service.objects.create(
+    spend_service = wallet_models.Service.objects.create(
         merchant=shop.merchant, category=shop.massage.category, name="小额", list_price_fen=700, member_price_fen=700
     )
 

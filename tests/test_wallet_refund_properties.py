@@ -19,6 +19,7 @@ from ledger import selectors as ledger_selectors
 from ledger.models import AccountBalance, Leg
 from tests.factories import make_owner
 from tests.wallet_helpers import make_shop
+from wallet import accounts as wallet_accounts
 from wallet import selectors, services
 from wallet.models import (
     CashRefund,
@@ -134,7 +135,7 @@ def machine_for(policy: str):
                 return
             member = self._member(self.members.index(grant.member))
             service = self.shop.car_wash if grant.kind == "coupon" else self.shop.cleaning
-            left = ledger_selectors.balance(services._grant_account(grant))
+            left = ledger_selectors.balance(wallet_accounts.grant_account(grant))
             try:
                 consumption = services.consume(member=member, store=self.shop.store, actor=None,
                                                items=[services.ConsumptionItem(service=service, grant=grant,
@@ -195,7 +196,7 @@ def machine_for(policy: str):
             grant = self._active_grant(pick)
             if grant is None:
                 return
-            left = ledger_selectors.balance(services._grant_account(grant))
+            left = ledger_selectors.balance(wallet_accounts.grant_account(grant))
             try:
                 services.cash_refund_grant(grant=grant, payment_method="cash", reason="r", actor=None)
             except ValidationError as exc:
@@ -227,7 +228,7 @@ def machine_for(policy: str):
             for held in benefits.grants:
                 grant = held.obj
                 if grant.paid_fen:
-                    value += ledger_selectors.balance(services._grant_deferred_account(grant))
+                    value += ledger_selectors.balance(wallet_accounts.grant_deferred_account(grant))
                 else:
                     value += self._list_value(grant) * held.balance // grant.uses_total
             value += CashRefund.objects.filter(member=member).aggregate(t=Sum("paid_out_fen"))["t"] or 0

@@ -10,6 +10,8 @@ from ledger import selectors as ledger_selectors
 from tests.factories import make_owner
 from tests.test_ledger_postgres import run_threads
 from tests.wallet_helpers import make_shop
+from wallet import accounts as wallet_accounts
+from wallet import models as wallet_models
 from wallet import services
 from wallet.models import ConsumptionLine, Grant
 
@@ -23,8 +25,8 @@ def _codes(exc: ValidationError) -> set[str]:
 def _assert_nothing_stranded(grant: Grant) -> None:
     """A refunded or revoked lot holds nothing; an active one holds what its uses are worth."""
     grant.refresh_from_db()
-    uses = ledger_selectors.balance(services._grant_account(grant))
-    deferred = ledger_selectors.balance(services._grant_deferred_account(grant))
+    uses = ledger_selectors.balance(wallet_accounts.grant_account(grant))
+    deferred = ledger_selectors.balance(wallet_accounts.grant_deferred_account(grant))
     if grant.status != Grant.Status.ACTIVE:
         assert (uses, deferred) == (0, 0), f"{grant.status} grant still holds {uses} uses and {deferred} fen"
     else:
@@ -163,7 +165,7 @@ def test_cash_refund_of_stored_value_racing_uses_and_refunds_of_its_plan_gifts(t
                 refused.append(exc)
 
     assert run_threads(4, worker) == []
-    refund = services.CashRefund.objects.get(member=shop.member)
+    refund = wallet_models.CashRefund.objects.get(member=shop.member)
     gifts = Grant.objects.filter(member=shop.member)
     assert set(gifts.values_list("status", flat=True)) == {"revoked"}
     for grant in gifts:

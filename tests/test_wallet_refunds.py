@@ -14,6 +14,7 @@ from members.models import AuditEvent, Level
 from members.services import update_owner
 from tests.factories import make_owner
 from tests.wallet_helpers import load_plan, make_shop, spend_stored_value
+from wallet import models as wallet_models
 from wallet import selectors, services
 from wallet.models import CashRefund, Grant, RechargePlan, StoredValueCard, VipMembership
 
@@ -228,7 +229,7 @@ def _levels(shop):
 
 
 def _spend_direct(shop, member, fen):
-    service = services.Service.objects.create(merchant=shop.merchant, category=shop.massage.category,
+    service = wallet_models.Service.objects.create(merchant=shop.merchant, category=shop.massage.category,
                                               name=f"s{fen}", list_price_fen=fen, member_price_fen=fen)  # fmt: skip
     return services.consume(member=member, store=shop.store, actor=None,
                             items=[services.ConsumptionItem(service=service, direct_fen=fen,

@@ -605,7 +605,7 @@ class Operation(models.Model):
     operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
-    # Fingerprint of the request's content (wallet.services._request_hash): a replay of the key with
+    # Fingerprint of the request's content (wallet.services.idempotency.fingerprint): a replay of the key with
     # other content is refused as a conflict. Empty when recorded without a key.
     request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     note = models.CharField(max_length=200, blank=True)

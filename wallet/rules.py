@@ -99,3 +99,14 @@ def value_of_days(price_fen: int, days: int, period_days: int) -> int:
         return 0
     days = min(days, period_days)
     return (price_fen * days * 2 + period_days) // (2 * period_days)
+
+
+def allocate(total: int, weights: list[int]) -> list[int]:
+    """Split `total` fen by weights; the remainder goes to the first parts (deterministic)."""
+    weight_sum = sum(weights)
+    if weight_sum == 0:
+        return [0] * len(weights)
+    shares = [total * w // weight_sum for w in weights]
+    for i in range(total - sum(shares)):
+        shares[i % len(shares)] += 1
+    return shares

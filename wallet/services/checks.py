@@ -1,0 +1,200 @@
+"""Checks every wallet operation shares: the member, the merchant of each related row, the actor, amounts,
+quantities, reasons, free text and catalog rows. One home per rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import DomainError, fail
+from core.money import MAX_FEN, yuan
+from members import selectors as member_selectors
+from members import services as member_services
+from members.models import Merchant, Owner, Store
+
+from .. import rules
+from ..models import (
+    CouponTemplate,
+    EntitlementPackage,
+    Grant,
+    PaymentMethod,
+    Service,
+    Voucher,
+    VoucherTemplate,
+    WalletSettings,
+)
+
+MAX_LINE_QUANTITY = rules.MAX_LINE_QUANTITY
+
+
+def wallet_settings(merchant: Merchant) -> WalletSettings:
+    return WalletSettings.objects.get_or_create(merchant=merchant)[0]
+
+
+def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
+    return DomainError(field, message, code=code)
+
+
+def check_member(member: Owner, store: Store | None) -> None:
+    if member.status != Owner.Status.ACTIVE:
+        raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
+    check_kind(store, Store, "store")
+    check_merchant(store, member.merchant_id, "store")
+
+
+def check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> None:
+    """Every related object a service receives must be of the operation's merchant (code other_merchant).
+    The message names the kind of object only: never another merchant's names or internal ids."""
+    if obj is not None and obj.merchant_id != merchant_id:
+        raise fail(
+            field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
+        )
+
+
+def check_actor(actor, merchant: Merchant) -> None:
+    """The person acting is a related object too: a signed-in user acts for a merchant only as its active
+    staff, or as a platform admin. No actor (a job, the system) is not checked here."""
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        return
+    if member_selectors.is_platform_admin(actor) or member_selectors.merchant_of(actor) == merchant:
+        return
+    raise fail("actor", "other_merchant", _("You do not act for this merchant."))
+
+
+def check_kind(obj, kind: type[models.Model], field: str, *, required: bool = False) -> None:
+    """A related argument is a row of the expected model (or None where optional), never an id or a row of
+    another model that happens to share an id."""
+    if obj is None and not required:
+        return
+    if not isinstance(obj, kind):
+        raise _fail(field, f"Choose a {kind._meta.verbose_name}.")
+
+
+def check_same_merchant(obj, member: Owner, field: str) -> None:
+    check_merchant(obj, member.merchant_id, field)
+
+
+def check_quantity(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(field, f"Must be a whole number of at least 1, got {value!r}.")
+    if value > MAX_LINE_QUANTITY:
+        raise fail(field, "quantity_too_large", _("At most %(max)s per line."), max=f"{MAX_LINE_QUANTITY:,}")
+    return value
+
+
+def required_reason(reason: str | None, message=None) -> str:
+    """The reason an operation needs (refunds, free value): required, no NUL, at most 200 characters."""
+    text = member_services.clean_text(reason, "reason", max_length=200)
+    if not text:
+        raise fail("reason", "reason_required", message or _("A reason is required."))
+    return text
+
+
+def clean_text(value: str | None, field: str, max_length: int | None = None) -> str:
+    """Free text of an operation (note, notes, tags): no NUL (PostgreSQL refuses it), within its column."""
+    return member_services.clean_text(value, field, max_length=max_length)
+
+
+def check_fen(value, field: str, *, allow_zero: bool = True) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(field, "amount_format", _("Amounts are whole fen (integers)."))
+    if value < 0 or (value == 0 and not allow_zero):
+        raise _fail(field, f"The amount must be {'positive' if allow_zero else 'greater than zero'}, got {value}.")
+    if value > MAX_FEN:
+        raise fail(field, "amount_too_large", _("The amount %(value)s is too large."), value=yuan(value))
+    return value
+
+
+def check_ceiling(total: int, ceiling: int, field: str, what: str) -> None:
+    """Amount ceilings per operation (WalletSettings.max_recharge_fen / max_consumption_fen). Checked as
+    lines are added, before anything is written, so no oversized amount reaches a column. A ceiling set
+    above core.money.MAX_FEN counts as MAX_FEN (the largest amount the ledger takes)."""
+    ceiling = min(ceiling, MAX_FEN)
+    if total > ceiling:
+        raise fail(
+            field, "amount_over_ceiling", _("The %(what)s comes to %(total)s; this merchant's ceiling is %(ceiling)s."),
+            what=what, total=yuan(total), ceiling=yuan(ceiling),
+        )  # fmt: skip
+
+
+def check_benefit_count(count: int, field: str) -> None:
+    if count > MAX_LINE_QUANTITY:
+        raise fail(field, "quantity_too_large", _("At most %(max)s coupons, entitlements or vouchers per operation."),
+                   max=f"{MAX_LINE_QUANTITY:,}")  # fmt: skip
+
+
+def gift_value(target) -> int:
+    """What one unit of a template is worth when it is given away (docs/wallet.md §4)."""
+    if isinstance(target, VoucherTemplate):
+        return target.amount_fen
+    if isinstance(target, CouponTemplate | EntitlementPackage):
+        return target.list_value_fen()
+    return target.price_fen
+
+
+def check_free_gift(target, settings: WalletSettings, field: str, count: int = 1, before: int = 0) -> int:
+    """A voucher or coupon given away outside a plan is worth at most max_free_gift_fen: one given alone,
+    or all units of templates priced 0 in one recharge together (`before`: earlier lines' free value).
+    Returns the free value counted so far."""
+    value = gift_value(target) * count + before
+    if value > settings.max_free_gift_fen:
+        raise fail(
+            field, "free_value_over_limit", _("%(name)s is worth %(value)s; at most %(limit)s may be given free."),
+            name=str(target), value=yuan(value), limit=yuan(settings.max_free_gift_fen),
+        )  # fmt: skip
+    return value
+
+
+def recheck_catalog(obj: models.Model, field: str) -> None:
+    """Run a catalog row's own validation (its model clean(), what the admin form ran) again at the
+    operation, so a row saved around the admin or made invalid by a changed setting is refused too."""
+    try:
+        obj.clean()
+    except DomainError as exc:
+        raise DomainError(field, exc.template, code=exc.code, params=exc.params) from exc
+
+
+def check_lines(items, kind: type, field: str = "items") -> list:
+    """The lines of an operation: a list or tuple of `kind`, never a string or other objects."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise _fail(field, f"Give the lines as a list of {kind.__name__}.")
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise _fail(f"{field}[{i}]", f"Each line is a {kind.__name__}.")
+    return list(items)
+
+
+def check_payment_method(method: str, field: str = "payment_method") -> str:
+    if method == "stored_value":
+        raise _fail(field, "A recharge cannot be paid from the member's own stored value.")
+    if method not in PaymentMethod.values:
+        raise _fail(field, f"Unknown payment method '{method}'; use one of {', '.join(PaymentMethod.values)}.")
+    return method
+
+
+def check_grant_usable(grant: Grant, member: Owner, service: Service, now, field: str) -> None:
+    if grant.member_id != member.pk:
+        raise _fail(field, "The coupon or entitlement belongs to another member.")
+    if grant.status != Grant.Status.ACTIVE:
+        raise _fail(field, f"{grant} is {grant.get_status_display()}.")
+    if grant.valid_until is not None and grant.valid_until < now:
+        raise _fail(field, f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}.")
+    if not grant.covers(service):
+        raise _fail(field, f"{grant} does not cover {service}.")
+
+
+def check_voucher_usable(voucher: Voucher, member: Owner, now, field: str) -> None:
+    if voucher.member_id != member.pk:
+        raise _fail(field, "The voucher belongs to another member.")
+    if voucher.status != Voucher.Status.ACTIVE or voucher.valid_until < now:
+        raise _fail(field, f"The voucher expired on {timezone.localtime(voucher.valid_until):%Y-%m-%d}.")
+    if voucher.valid_from > now:
+        raise _fail(field, "The voucher is not valid yet.")
+
+
+def user_or_none(actor: AbstractBaseUser | None):
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None

@@ -1,0 +1,59 @@
+"""Building an operation's ledger legs, and the locks every operation takes first (docs/wallet.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ledger import services as ledger
+from members.models import Owner
+
+from ..models import (
+    StoredValueCard,
+)
+from .checks import (
+    _fail,
+)
+
+
+@dataclass
+class Postings:
+    legs: list
+
+    def add(self, leg) -> None:
+        if leg.amount:
+            self.legs.append(leg)
+
+
+def merge_legs(legs: list) -> list:
+    """Merge legs on the same account (e.g. two bonus_expense parts) so each account has one leg."""
+    merged: dict[int, ledger.LegSpec] = {}
+    for leg in legs:
+        if leg.account.pk in merged:
+            merged[leg.account.pk] = ledger.LegSpec(leg.account, merged[leg.account.pk].amount + leg.amount)
+        else:
+            merged[leg.account.pk] = leg
+    return [leg for leg in merged.values() if leg.amount]
+
+
+def lock_members(member_ids: Sequence[int]) -> list[int]:
+    """Lock the members' rows, in id order: the first lock taken by every operation that changes what a
+    member holds (the global lock order, docs/wallet.md §5: member → card → grants → VIP memberships →
+    vouchers → consumption lines → ledger balances). It is what makes the per-member coupon limit and the
+    refunds of one member's benefits race-free, on purpose rather than by a shared number row."""
+    ids = sorted(set(member_ids))
+    # FOR NO KEY UPDATE: serialises these operations without blocking the key-share locks that inserting
+    # rows pointing at the member (entries, grants) takes; a plain FOR UPDATE deadlocks against those.
+    rows = Owner.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    return list(rows.values_list("pk", flat=True))
+
+
+def lock_card(member: Owner, *, create: bool) -> StoredValueCard:
+    if create:
+        StoredValueCard.objects.get_or_create(member=member, defaults={"merchant": member.merchant})
+    card = StoredValueCard.objects.select_for_update().filter(member=member).first()
+    if card is None:
+        raise _fail("stored_value", f"Member {member.member_number} has no stored-value card.")
+    if card.status == StoredValueCard.Status.CLOSED:
+        raise _fail("stored_value", "The stored-value card was closed by a cash refund and cannot be used.")
+    return card

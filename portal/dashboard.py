@@ -48,11 +48,10 @@ PANELS: dict[str, tuple[str, ...]] = {
 }
 
 
-def role_of(user) -> str | None:
+def role_of(staff: Staff | None, platform: bool) -> str | None:
     """The role whose dashboard the user sees: the platform admin's, else the staff record's primary role."""
-    if member_selectors.is_platform_admin(user):
+    if platform:
         return roles.PLATFORM_ADMIN
-    staff = member_selectors.staff_of(user)
     return staff.role if staff else None
 
 
@@ -120,8 +119,16 @@ class DashboardFilterForm(forms.Form):
 
 class _DashboardMixin(LoginRequiredMixin):
     @cached_property
+    def staff(self) -> Staff | None:
+        return member_selectors.staff_of(self.request.user)
+
+    @cached_property
+    def platform(self) -> bool:
+        return member_selectors.is_platform_admin(self.request.user)
+
+    @cached_property
     def role(self) -> str | None:
-        return role_of(self.request.user)
+        return role_of(self.staff, self.platform)
 
     @cached_property
     def panels(self) -> tuple[str, ...]:
@@ -129,7 +136,7 @@ class _DashboardMixin(LoginRequiredMixin):
 
     @cached_property
     def base_scope(self) -> RecordScope:
-        return member_selectors.record_scope(self.request.user)
+        return member_selectors.record_scope(self.request.user, staff=self.staff, platform=self.platform)
 
     @cached_property
     def today(self) -> datetime.date:
@@ -146,9 +153,7 @@ class _DashboardMixin(LoginRequiredMixin):
     @cached_property
     def scope(self) -> RecordScope:
         start, end, store, merchant = self.choices
-        return self.base_scope.narrow(
-            merchant_id=merchant.pk if merchant else None, store_id=store.pk if store else None
-        )
+        return self.base_scope.narrow(merchant_id=merchant.pk if merchant else None, store=store)
 
     @cached_property
     def daily_totals(self) -> wallet_selectors.DailyStoreTotals:
@@ -195,13 +200,14 @@ class DashboardView(_DashboardMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         user = self.request.user
-        staff = member_selectors.staff_of(user)
+        staff = self.staff
         start, end, store, merchant = self.choices
         context.update(
             role=self.role,
             role_label=Staff.Role(self.role).label if self.role else "",
             staff=staff,
             merchant=staff.merchant if staff else merchant,
+            staff_stores=list(staff.stores.all()) if staff else [],
             panels=self.panels,
             form=self.form,
             layout=Layout(Row(*self.form.fields)),

@@ -483,7 +483,7 @@ def cash_by_payment_method(
     merchant at a time: a platform admin picks one)."""
     if scope.merchant_ids is None or len(scope.merchant_ids) != 1 or scope.is_empty:
         return None
-    merchant = Merchant.objects.get(pk=scope.merchant_ids[0])
+    merchant = Merchant(pk=scope.merchant_ids[0])  # totals filters by the merchant's key alone
     rows = ledger_selectors.totals(
         merchant, purposes=["cash"], period="month", by_store=True, by_detail=True, start=start, end=end
     )

@@ -401,3 +401,14 @@ def test_a_store_the_filter_does_not_know_is_no_server_error(client, world):
         for params in ({"store": "x"}, {"store": other.pk}, {"date_from": "2026-13-45"}, {"page": "x"},
                        {"_orderby": "-"}, {"q": "\x00"}):  # fmt: skip
             assert client.get(reverse(name), params).status_code in (200, 404)
+
+
+def test_text_typed_by_people_never_becomes_a_spreadsheet_formula(client, world):
+    sneaky = new_member(world.a, name="=1+2")
+    login(client, world.admin)
+    url = reverse("members:index")
+    csv_names = [row[1] for row in export_rows(client, url, {"q": "=1+2"}, "csv")[1:]]
+    assert csv_names == ["'=1+2"]
+    sheet = load_workbook(io.BytesIO(client.get(url, {"q": "=1+2", "export": "xlsx"}).content)).active
+    cell = sheet.cell(row=2, column=2)
+    assert (cell.value, cell.data_type) == (sneaky.name, "s")

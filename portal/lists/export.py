@@ -13,12 +13,21 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
-from .columns import DATETIME, MONEY, Column
+from .columns import DATETIME, MONEY, TEXT, Column
 
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Rows are read from the database this many at a time (one query per chunk and per prefetch).
 CHUNK = 2000
+
+
+# A spreadsheet runs a cell starting with one of these as a formula: text typed by people (names, notes,
+# reasons) must never become one (CSV / formula injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(text: str) -> str:
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
 class _Echo:
@@ -34,6 +43,11 @@ def _csv_text(value) -> str:
     return str(value)
 
 
+def _csv_cell(column: Column, value) -> str:
+    text = _csv_text(value)
+    return _csv_safe(text) if column.kind == TEXT else text
+
+
 def csv_response(columns: Sequence[Column], rows: Iterable, filename: str) -> StreamingHttpResponse:
     """Streams the rows: a byte-order mark first so that Excel opens the UTF-8 (Chinese) text correctly;
     amounts as plain decimals (12345.67) so that spreadsheets read them as numbers."""
@@ -42,7 +56,7 @@ def csv_response(columns: Sequence[Column], rows: Iterable, filename: str) -> St
     def lines() -> Iterator[str]:
         yield "\ufeff" + writer.writerow([str(c.title) for c in columns])
         for row in rows:
-            yield writer.writerow([_csv_text(c.export_value(row)) for c in columns])
+            yield writer.writerow([_csv_cell(c, c.export_value(row)) for c in columns])
 
     response = StreamingHttpResponse(lines(), content_type=CSV_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
@@ -64,6 +78,8 @@ def xlsx_response(columns: Sequence[Column], rows: Iterable, filename: str, shee
         cells = []
         for column in columns:
             cell = WriteOnlyCell(sheet, value=column.export_value(row))
+            if cell.data_type == "f":  # openpyxl reads text starting with "=" as a formula: keep it text
+                cell.data_type = "s"
             if column.kind == MONEY:
                 cell.number_format = "#,##0.00"
             elif column.kind == DATETIME:

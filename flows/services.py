@@ -11,7 +11,7 @@ idempotency keys derived from the request, so it happens once however often it r
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model, password_validation
@@ -191,7 +191,7 @@ def start_refund_request(
     kind: str,
     actor: AbstractBaseUser,
     reason: str,
-    lines: Sequence[ConsumptionLine] = (),
+    lines: Iterable[ConsumptionLine] = (),
     grant: Grant | None = None,
     payment_method: str = "",
 ) -> RefundRequest:
@@ -238,8 +238,12 @@ def start_refund_request(
     return request
 
 
-def _refundable_lines(member: Owner, lines: Sequence[ConsumptionLine], actor: AbstractBaseUser) -> list:
-    if isinstance(lines, str | bytes) or not isinstance(lines, Sequence | set | tuple) or not lines:
+def _refundable_lines(member: Owner, lines: Iterable[ConsumptionLine], actor: AbstractBaseUser) -> list:
+    try:
+        lines = [] if isinstance(lines, str | bytes) else list(lines)  # a form's queryset, a list, a tuple
+    except TypeError:
+        lines = []
+    if not lines:
         raise fail("lines", "lines_required", _("Choose the consumption lines to refund."))
     for line in lines:
         _check_row(line, ConsumptionLine, "lines")
@@ -668,8 +672,8 @@ def update_flow_settings(
     refund_finance_threshold_fen: int | None = None,
     activation_code_valid_for: datetime.timedelta | None = None,
 ) -> FlowSettings:
-    """The merchant's finance threshold for refunds (fen; above it finance approves too) and how long an
-    activation code is valid. Applies to requests submitted from now on."""
+    """The merchant's finance threshold for refunds (fen; above it finance approves too: decided when the
+    store manager approves) and how long an activation code issued from now on is valid."""
     _check_merchant_admin(actor, merchant)
     found = FlowSettings.objects.select_for_update().get_or_create(merchant=merchant)[0]
     before, after = {}, {}

@@ -68,6 +68,20 @@ def test_a_small_refund_goes_manager_then_wallet(django_capture_on_commit_callba
     assert sorted(kinds) == ["approved", "executed"]
 
 
+def test_lines_may_come_as_a_queryset():
+    office = make_office()
+    consume_lines(office, 1_000, 2_000)
+    request = services.start_refund_request(
+        member=office.member, store=office.store, kind="lines", actor=office.operator, reason="退",
+        lines=ConsumptionLine.objects.filter(consumption__member=office.member),
+    )  # fmt: skip
+    assert request.amount_fen == 3_000 and request.lines.count() == 2
+    with pytest.raises(ValidationError) as exc:
+        services.start_refund_request(member=office.member, store=office.store, kind="lines", actor=office.operator,
+                                      reason="退", lines=ConsumptionLine.objects.none())  # fmt: skip
+    assert codes(exc.value) == {"lines_required"}
+
+
 def test_a_refund_above_the_threshold_also_needs_finance(django_capture_on_commit_callbacks):
     office = make_office()
     request = lines_request(office, 100_001)  # ¥1,000.01 > ¥1,000.00

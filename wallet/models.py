@@ -267,7 +267,7 @@ class VoucherTemplate(SoldTermsFrozen, models.Model):
         if not self.price_fen or not self.amount_fen:
             return
         if self.price_fen > self.amount_fen:
-            raise fail("price_fen", "invalid", _("A voucher is not sold for more than its face value."))
+            raise fail("price_fen", "voucher_price_over_face", _("A voucher is not sold for more than its face value."))
         share = WalletSettings.of(self.merchant_id).max_plan_free_value_bp
         if self.amount_fen - self.price_fen > self.price_fen * share // 10000:
             raise fail(

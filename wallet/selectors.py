@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet, Sum
@@ -12,6 +13,7 @@ from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
 from members.models import Merchant, Owner
 
+from .accounts import CNY
 from .models import (
     CashRefund,
     Consumption,
@@ -136,6 +138,16 @@ def member_benefits(member: Owner) -> MemberBenefits:
         )
     )
     return result
+
+
+def principal_statement(member: Owner, days: int) -> ledger_selectors.Statement | None:
+    """The statement of the member's principal (the stored value paid in) over the last `days` days up to
+    today; None before the member's first recharge."""
+    account = ledger_selectors.find_account(member.merchant, "principal", CNY, member=member)
+    if account is None:
+        return None
+    today = timezone.localdate()
+    return ledger_selectors.statement(account, today - datetime.timedelta(days=days), today)
 
 
 def usable_grants(member: Owner, service: Service) -> QuerySet[Grant]:

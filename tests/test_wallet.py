@@ -611,3 +611,44 @@ def test_activity_points_are_awarded_once_per_occasion():
     with pytest.raises(ValidationError) as exc:
         services.award_activity_points(member=shop.member, rule=other_rule, occasion="a", actor=None)
     assert codes(exc) == {"rule": {"other_merchant"}}
+
+
+# ---------------------------------------------------------------- one price rule (issue 10, item 4)
+
+
+def test_funded_item_prices_by_the_rule_consume_charges_and_splits_the_funding():
+    shop = make_shop()
+    gold = Level.objects.create(merchant=shop.merchant, name="金卡", rank=2, discount_rate_bp=9_000)
+    member = make_owner(shop.merchant)
+    member.level = gold
+    member.save()
+    load_plan(shop, member=member)
+    price = services.price_line(member, shop.massage, 3)
+    assert (price.unit_price_fen, price.payable_fen) == (18_000, 54_000)  # ¥200 at 90 %, × 3
+
+    item = services.funded_item(member, shop.massage, 3, funding="stored_value", staff=shop.staff)
+    assert (item.stored_value_fen, item.direct_fen, item.voucher_fen, item.staff) == (54_000, 0, 0, shop.staff)
+    line = services.consume(member=member, store=shop.store, actor=None, items=[item]).lines.get()
+    assert (line.unit_price_fen, line.payable_fen, line.principal_fen + line.bonus_fen) == (18_000, 54_000, 54_000)
+
+    direct = services.funded_item(member, shop.massage, 1, funding="direct", payment_method="alipay")
+    assert (direct.direct_fen, direct.payment_method, direct.stored_value_fen) == (18_000, "alipay", 0)
+    services.recharge(member=member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="voucher", voucher_template=shop.voucher)])  # fmt: skip
+    voucher = Voucher.objects.get(member=member)
+    # A ¥50 voucher on a ¥27 car wash (¥30 at 90 %): ¥20 from it, the rest paid directly or from stored value.
+    part = services.funded_item(member, shop.car_wash, 1, funding="voucher", voucher=voucher, voucher_fen=2_000,
+                                payment_method="cash")  # fmt: skip
+    assert (part.voucher_fen, part.direct_fen, part.payment_method, part.stored_value_fen) == (2_000, 700, "cash", 0)
+    rest = services.funded_item(member, shop.car_wash, 1, funding="voucher", voucher=voucher, voucher_fen=2_000)
+    assert (rest.voucher_fen, rest.direct_fen, rest.stored_value_fen) == (2_000, 0, 700)
+    whole = services.funded_item(member, shop.car_wash, 1, funding="voucher", voucher=voucher)
+    assert (whole.voucher, whole.voucher_fen, whole.stored_value_fen) == (voucher, 2_700, 0)
+    line = services.consume(member=member, store=shop.store, actor=None, items=[part]).lines.get()
+    assert (line.voucher_fen, line.direct_fen, line.payable_fen) == (2_000, 700, 2_700)
+
+    grant_item = services.funded_item(member, shop.car_wash, 2, funding="grant", grant=None)
+    assert (grant_item.quantity, grant_item.stored_value_fen, grant_item.direct_fen) == (2, 0, 0)
+    with pytest.raises(ValidationError) as exc:
+        services.funded_item(member, shop.car_wash, 1, funding="points")
+    assert codes(exc) == {"funding": {"funding_unknown"}}

@@ -392,7 +392,7 @@ def test_rows_given_as_ids_or_other_models_are_field_errors_in_every_keyed_opera
     line = services.consume(member=shop.member, store=shop.store, actor=None,
                             items=[services.ConsumptionItem(service=shop.car_wash, stored_value_fen=3_000)]
                             ).lines.get()  # fmt: skip
-    calls = {  # field → the call (all refused with choose_kind but a single line given for the list)
+    calls = {  # field → the call (refused with choose_kind, or as lines that are not a list of lines)
         "lines[0]": lambda: services.refund_consumption_lines(member=shop.member, lines=[line.pk], reason="退",
                                                               actor=None, idempotency_key="k"),
         "lines": lambda: services.refund_consumption_lines(member=shop.member, lines=line, reason="退", actor=None),
@@ -406,7 +406,7 @@ def test_rows_given_as_ids_or_other_models_are_field_errors_in_every_keyed_opera
             items=[services.ConsumptionItem(service=shop.car_wash, stored_value_fen=3_000)]),
     }  # fmt: skip
     for field, call in calls.items():
-        with refused("lines_not_list" if field == "lines" else "choose_kind") as exc:
+        with refused({"lines": "lines_not_list", "lines[0]": "line_wrong_type"}.get(field, "choose_kind")) as exc:
             call()
         assert exc.value.field == field
 

@@ -15,7 +15,7 @@ from core.errors import DomainError, fail
 from core.money import MAX_FEN, yuan
 from members import selectors as member_selectors
 from members import services as member_services
-from members.models import Merchant, Owner, Store
+from members.models import Merchant, Owner, Store, check_merchant_of
 
 from .. import rules
 from ..models import (
@@ -53,12 +53,9 @@ def check_member(member: Owner, store: Store | None) -> None:
 
 
 def check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> None:
-    """Every related object a service receives must be of the operation's merchant (code other_merchant).
-    The message names the kind of object only: never another merchant's names or internal ids."""
-    if obj is not None and obj.merchant_id != merchant_id:
-        raise fail(
-            field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
-        )
+    """Every related object a service receives must be of the operation's merchant (code other_merchant;
+    the one rule: members.models.check_merchant_of)."""
+    check_merchant_of(obj, merchant_id, field)
 
 
 def check_actor(actor, merchant: Merchant) -> None:
@@ -94,10 +91,7 @@ def check_quantity(value, field: str) -> int:
 
 def required_reason(reason: str | None, message=None) -> str:
     """The reason an operation needs (refunds, free value): required, no NUL, at most 200 characters."""
-    text = member_services.clean_text(reason, "reason", max_length=200)
-    if not text:
-        raise fail("reason", "reason_required", message or _("A reason is required."))
-    return text
+    return member_services.required_reason(reason, message, max_length=200)
 
 
 def clean_text(value: str | None, field: str, max_length: int | None = None) -> str:

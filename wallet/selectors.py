@@ -152,10 +152,8 @@ def principal_statement(member: Owner, days: int) -> ledger_selectors.Statement 
 
 def usable_grants(member: Owner, service: Service) -> QuerySet[Grant]:
     """Active, unexpired grants of the member that cover the service, soonest expiry first."""
-    now = timezone.now()
     return (
-        Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=now))
+        usable_grants_of(member)
         .filter(
             Q(kind=Grant.Kind.ENTITLEMENT, service=service)
             | Q(kind=Grant.Kind.COUPON, coupon_template__services=service)
@@ -207,7 +205,8 @@ def packages_for(merchant: Merchant) -> QuerySet[EntitlementPackage]:
 
 
 def usable_grants_of(member: Owner) -> QuerySet[Grant]:
-    """The member's active coupons and entitlements that have not expired (uses left: member_benefits)."""
+    """The member's active coupons and entitlements that have not expired (uses left: member_benefits).
+    The query form of wallet.services.checks.check_grant_active (a lot past its validity is not usable)."""
     now = timezone.now()
     return (
         Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)

@@ -1,7 +1,8 @@
 """Operator forms of the portal. Plain Django forms: they parse input (amounts in yuan through
-ledger.money.parse_fen, choices limited to the member's merchant and the operator's stores) and
-build the arguments of the wallet services. The services decide everything else; their
-ValidationErrors come back onto the form through `add_service_error`."""
+core.money.parse_fen, choices limited to the member's merchant and the operator's stores) and
+build the arguments of the wallet services. The services decide everything else (a line's price and
+how its funding splits included: wallet.services.funded_item); their ValidationErrors come back onto
+the form through `add_service_error`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from core.money import yuan
-from ledger.money import parse_fen
+from core.money import parse_fen, yuan
 from members import selectors as member_selectors
 from members.models import Owner, Store
 from wallet import permissions as wallet_permissions
@@ -143,17 +143,12 @@ class RechargeForm(OperationForm):
 
 
 class ConsumptionForm(OperationForm):
-    """One service × quantity with its service record. The payable amount is the service's price for the
-    member × quantity; it is taken whole from the chosen source (a voucher may cover part of it)."""
+    """One service × quantity with its service record, paid whole from the chosen source (a voucher may
+    cover part of it); the wallet prices the line and splits its funding (`funded_item`)."""
 
     prefix = "consume"
 
-    FUNDING = [
-        ("stored_value", _("Stored value")),
-        ("direct", _("Direct payment")),
-        ("grant", _("Coupon / entitlement uses")),
-        ("voucher", _("Voucher")),
-    ]
+    FUNDING = wallet_services.Funding.choices
 
     service = forms.ModelChoiceField(label=_("Service"), queryset=None)
     quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=wallet_rules.MAX_LINE_QUANTITY, initial=1)
@@ -238,25 +233,11 @@ class ConsumptionForm(OperationForm):
 
     def item(self) -> wallet_services.ConsumptionItem:
         cd = self.cleaned_data
-        service, quantity, funding = cd["service"], cd["quantity"], cd["funding"]
-        item = wallet_services.ConsumptionItem(service=service, quantity=quantity, staff=cd["staff"])
-        if funding == "grant":
-            item.grant = cd["grant"]
-            return item
-        payable = wallet_services.unit_price_for(self.member, service) * quantity
-        if funding == "stored_value":
-            item.stored_value_fen = payable
-        elif funding == "direct":
-            item.direct_fen, item.payment_method = payable, cd["payment_method"]
-        else:  # voucher, with any rest paid directly (when a method is given) or from stored value
-            item.voucher = cd["voucher"]
-            item.voucher_fen = cd.get("voucher_fen", payable)
-            rest = max(payable - item.voucher_fen, 0)
-            if rest and cd.get("payment_method"):
-                item.direct_fen, item.payment_method = rest, cd["payment_method"]
-            else:
-                item.stored_value_fen = rest
-        return item
+        return wallet_services.funded_item(
+            self.member, cd["service"], cd["quantity"], funding=cd["funding"], staff=cd["staff"],
+            grant=cd.get("grant"), voucher=cd.get("voucher"), voucher_fen=cd.get("voucher_fen"),
+            payment_method=cd.get("payment_method") or "",
+        )  # fmt: skip
 
 
 class _LineChoiceField(forms.ModelMultipleChoiceField):

@@ -4,20 +4,16 @@ parsed form input to the wallet services; every rule lives in the services."""
 
 from __future__ import annotations
 
-import datetime
-
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.views.generic import ListView, TemplateView
 
 from ledger import selectors as ledger_selectors
-from ledger.services import CNY
 from members import selectors as member_selectors
 from members.models import Owner
 from wallet import selectors as wallet_selectors
@@ -105,12 +101,7 @@ class MemberDetailView(LoginRequiredMixin, TemplateView):
         return context
 
     def principal_statement(self) -> ledger_selectors.Statement | None:
-        member = self.member
-        account = ledger_selectors.find_account(member.merchant, "principal", CNY, member=member)
-        if account is None:
-            return None
-        today = timezone.localdate()
-        return ledger_selectors.statement(account, today - datetime.timedelta(days=STATEMENT_DAYS), today)
+        return wallet_selectors.principal_statement(self.member, STATEMENT_DAYS)
 
 
 class _OperationView(MemberDetailView):

@@ -16,6 +16,7 @@ from members import selectors as member_selectors
 from members.models import Merchant, Owner, Store
 from members.selectors import RecordScope
 
+from .accounts import CNY
 from .models import (
     CashRefund,
     Consumption,
@@ -143,12 +144,20 @@ def member_benefits(member: Owner) -> MemberBenefits:
     return result
 
 
+def principal_statement(member: Owner, days: int) -> ledger_selectors.Statement | None:
+    """The statement of the member's principal (the stored value paid in) over the last `days` days up to
+    today; None before the member's first recharge."""
+    account = ledger_selectors.find_account(member.merchant, "principal", CNY, member=member)
+    if account is None:
+        return None
+    today = timezone.localdate()
+    return ledger_selectors.statement(account, today - datetime.timedelta(days=days), today)
+
+
 def usable_grants(member: Owner, service: Service) -> QuerySet[Grant]:
     """Active, unexpired grants of the member that cover the service, soonest expiry first."""
-    now = timezone.now()
     return (
-        Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=now))
+        usable_grants_of(member)
         .filter(
             Q(kind=Grant.Kind.ENTITLEMENT, service=service)
             | Q(kind=Grant.Kind.COUPON, coupon_template__services=service)
@@ -200,7 +209,8 @@ def packages_for(merchant: Merchant) -> QuerySet[EntitlementPackage]:
 
 
 def usable_grants_of(member: Owner) -> QuerySet[Grant]:
-    """The member's active coupons and entitlements that have not expired (uses left: member_benefits)."""
+    """The member's active coupons and entitlements that have not expired (uses left: member_benefits).
+    The query form of wallet.services.checks.check_grant_active (a lot past its validity is not usable)."""
     now = timezone.now()
     return (
         Grant.objects.filter(member=member, status=Grant.Status.ACTIVE)

@@ -2,7 +2,7 @@
 
 from django import template
 
-from ledger.money import format_fen
+from core.money import format_fen
 
 register = template.Library()
 

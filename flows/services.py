@@ -88,7 +88,7 @@ def _reason(reason: str | None, *, required: bool, message=None) -> str:
 def _check_row(obj: Any, model: type, field: str, merchant: Merchant | None = None) -> None:
     """`obj` is a saved row of `model` (not an id), of `merchant` when given (code other_merchant)."""
     if not isinstance(obj, model) or obj.pk is None:
-        raise fail(field, "invalid", _("Choose a %(kind)s."), kind=model._meta.verbose_name)
+        raise fail(field, "choose_kind", _("Choose a %(kind)s."), kind=model._meta.verbose_name)
     if merchant is not None and _merchant_id(obj) != merchant.pk:
         raise fail(field, "other_merchant", _("This %(kind)s belongs to another merchant."),
                    kind=model._meta.verbose_name)  # fmt: skip
@@ -628,7 +628,12 @@ def activate_staff(code: str, *, password: str | None = None) -> Staff:
             try:
                 password_validation.validate_password(password, user)
             except ValidationError as exc:
-                raise fail("password", "password_invalid", " ".join(exc.messages)) from None
+                raise fail(
+                    "password",
+                    "password_invalid",
+                    _("The password is not accepted: %(problems)s"),
+                    problems=" ".join(exc.messages),
+                ) from None
             user.set_password(password)
         user.is_active = True
         user.save()
@@ -685,7 +690,7 @@ def update_flow_settings(
         found.refund_finance_threshold_fen = refund_finance_threshold_fen
     if activation_code_valid_for is not None:
         if activation_code_valid_for <= datetime.timedelta(0):
-            raise fail("activation_code_valid_for", "invalid", _("Give a positive duration."))
+            raise fail("activation_code_valid_for", "duration_not_positive", _("Give a positive duration."))
         before["activation"], after["activation"] = str(found.activation_code_valid_for), str(activation_code_valid_for)
         found.activation_code_valid_for = activation_code_valid_for
     found.save()
@@ -706,9 +711,9 @@ def set_task_deadline(
     """When open tasks of kind `task` are reminded to their assignees, and escalated to the merchant admin."""
     _check_merchant_admin(actor, merchant)
     if task not in TaskKind.values:
-        raise fail("task", "invalid", _("Unknown task."))
+        raise fail("task", "task_unknown", _("Unknown task."))
     if remind_after <= datetime.timedelta(0) or escalate_after < remind_after:
-        raise fail("escalate_after", "invalid", _("Escalation comes after the reminder, both after some time."))
+        raise fail("escalate_after", "deadline_order", _("Escalation comes after the reminder, both after some time."))
     deadline, _created = TaskDeadline.objects.update_or_create(
         merchant=merchant, task=task, defaults={"remind_after": remind_after, "escalate_after": escalate_after}
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "members", "ledger", "wallet")
+PACKAGES = ("core", "members", "ledger", "wallet", "flows")
 DOCS = ROOT / "docs" / "errors.md"
 ERRORS_MODULE = "core/errors.py"
 # Modules still raising ledger errors with English f-string messages (internal ids in some). The ledger is

@@ -4,7 +4,7 @@ yuan with two places and thousands separators for people."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.utils.translation import gettext_lazy as _
 
@@ -63,3 +63,24 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     fen = abs(fen)
     return f"{sign}¥{fen // 100:,}.{fen % 100:02d}"
+
+
+def yuan_large(fen: int) -> str:
+    """yuan() and, from ¥10,000 on, the figure in 万 (10⁴) or 亿 (10⁸) as Chinese readers count it:
+    123456789 → '¥1,234,567.89 (≈123.46万)'. Two decimals, half up; '≈' marks a rounded figure, so the
+    exact amount with separators stays the one to check (an extra digit changes the 万/亿 figure tenfold)."""
+    exact = yuan(fen)
+    magnitude = abs(fen)
+    if magnitude < 1_000_000:  # below ¥10,000 the plain figure reads well
+        return exact
+    unit_fen, template = (10**10, _("%(number)s × 100M")) if magnitude >= 10**10 else (10**6, _("%(number)s × 10k"))
+    value = Decimal(magnitude) / unit_fen
+    rounded = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if unit_fen == 10**6 and rounded >= 10_000:  # 9,999.999万 rounds to 1亿
+        unit_fen, template = 10**10, _("%(number)s × 100M")
+        value = Decimal(magnitude) / unit_fen
+        rounded = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    text = f"{rounded:,.2f}".rstrip("0").rstrip(".")
+    sign = "-" if fen < 0 else ""
+    approx = "" if rounded == value else "≈"
+    return f"{exact} ({approx}{template % {'number': sign + text}})"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import CharField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
@@ -209,3 +210,90 @@ def usable_vouchers_of(member: Owner) -> QuerySet[Voucher]:
     return Voucher.objects.filter(
         member=member, status=Voucher.Status.ACTIVE, valid_from__lte=now, valid_until__gte=now
     ).select_related("template")
+
+
+# ---------------------------------------------------------------- member 360 and the operator pages
+
+
+def refund_rows(member: Owner) -> QuerySet:
+    """Both kinds of refund of a member as one list, newest first: (kind, pk, created_at) rows that
+    page in the database; `refunds_for_rows` fetches the page's records."""
+    entitlement = (
+        EntitlementRefund.objects.filter(merchant_id=member.merchant_id, member=member)
+        .annotate(kind=Value("entitlement", output_field=CharField()))
+        .values_list("kind", "pk", "created_at")
+    )
+    cash = (
+        CashRefund.objects.filter(merchant_id=member.merchant_id, member=member)
+        .annotate(kind=Value("cash", output_field=CharField()))
+        .values_list("kind", "pk", "created_at")
+    )
+    return entitlement.union(cash, all=True).order_by("-created_at", "-pk")
+
+
+def refunds_for_rows(member: Owner, rows) -> list:
+    """(kind, record) of `refund_rows` rows, in their order (kind: "entitlement" or "cash"); a few
+    queries for any number of rows."""
+    wanted = {"entitlement": [pk for kind, pk, _at in rows if kind == "entitlement"],
+              "cash": [pk for kind, pk, _at in rows if kind == "cash"]}  # fmt: skip
+    entitlement, cash = refunds_of(member)
+    found = {("entitlement", r.pk): r for r in entitlement.filter(pk__in=wanted["entitlement"])
+             .select_related("store", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
+    found |= {
+        ("cash", r.pk): r for r in cash.filter(pk__in=wanted["cash"]).select_related("store", "operator", "grant")
+    }
+    return [(kind, found[(kind, pk)]) for kind, pk, _at in rows if (kind, pk) in found]
+
+
+@dataclass(frozen=True)
+class StatementAccount:
+    """A ledger account of a member a statement can be asked for, labelled for people."""
+
+    account: Account
+    label: str
+    balance: int
+
+
+def statement_accounts(member: Owner) -> list[StatementAccount]:
+    """The member's accounts (principal, bonus, each voucher, each coupon or entitlement lot, each points
+    lot) with their balances, in that order. Three queries whatever the number of lots."""
+    vouchers = {v.account_detail: v for v in Voucher.objects.filter(member=member).select_related("template")}
+    grants = {
+        g.account_detail: g for g in Grant.objects.filter(member=member).select_related("coupon_template", "service")
+    }
+    order = {"principal": 0, "bonus": 1, "voucher": 2, "coupon": 3, "entitlement": 3, "points": 4}
+    found = []
+    for row in ledger_selectors.member_balances(member):
+        account = row.account
+        if account.purpose == "principal":
+            label = _("Principal")
+        elif account.purpose == "bonus":
+            label = _("Bonus")
+        elif account.purpose == "voucher" and account.detail in vouchers:
+            voucher = vouchers[account.detail]
+            label = _("Voucher %(name)s, valid until %(date)s") % {
+                "name": voucher.template.name, "date": timezone.localtime(voucher.valid_until).strftime("%Y-%m-%d"),
+            }  # fmt: skip
+        elif account.purpose in ("coupon", "entitlement") and account.detail in grants:
+            label = str(grants[account.detail])
+        elif account.purpose == "points":
+            label = _("Points expiring at the end of %(year)s") % {"year": account.detail[3:]}
+        else:
+            continue
+        found.append((order[account.purpose], account.pk, StatementAccount(account, label, row.balance)))
+    return [item for _order, _pk, item in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def account_statement(account: Account, start, end, *, offset: int, limit: int) -> ledger_selectors.StatementPage:
+    """One page of an account's statement (see ledger.selectors.statement_page)."""
+    return ledger_selectors.statement_page(account, start, end, offset=offset, limit=limit)
+
+
+OPERATION_MODELS = {"recharge": Recharge, "consumption": Consumption, "refund": EntitlementRefund}
+
+
+def operation_by_key(member: Owner, operation: str, idempotency_key: str):
+    """The operation already recorded for the member under this request key, or None: a form posted
+    again (a double click, a reload, the back button) is answered with what it recorded the first time."""
+    model = OPERATION_MODELS[operation]
+    return model.objects.filter(merchant_id=member.merchant_id, member=member, idempotency_key=idempotency_key).first()

@@ -220,13 +220,15 @@ def refund_rows(member: Owner) -> QuerySet:
     page in the database; `refunds_for_rows` fetches the page's records."""
     entitlement = (
         EntitlementRefund.objects.filter(merchant_id=member.merchant_id, member=member)
-        .annotate(kind=Value("entitlement", output_field=CharField()))
-        .values_list("kind", "pk", "created_at")
+        .annotate(refund_kind=Value("entitlement", output_field=CharField()))
+        .values_list("refund_kind", "pk", "created_at")
+        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it); the union is ordered
     )
     cash = (
         CashRefund.objects.filter(merchant_id=member.merchant_id, member=member)
-        .annotate(kind=Value("cash", output_field=CharField()))
-        .values_list("kind", "pk", "created_at")
+        .annotate(refund_kind=Value("cash", output_field=CharField()))
+        .values_list("refund_kind", "pk", "created_at")
+        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it); the union is ordered
     )
     return entitlement.union(cash, all=True).order_by("-created_at", "-pk")
 

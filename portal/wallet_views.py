@@ -174,7 +174,7 @@ class MemberDetailView(MemberMixin, TemplateView):
     def tab_service_records(self) -> dict:
         records = (
             wallet_selectors.service_records_of(self.member)
-            .select_related("staff", "store", "operator")
+            .select_related("staff", "store__merchant", "operator")
             .prefetch_related("consumptions")
         )
         return {"page_obj": self.paginate(records), "page_query": self.page_query()}
@@ -182,7 +182,7 @@ class MemberDetailView(MemberMixin, TemplateView):
     def tab_recharges(self) -> dict:
         recharges = (
             wallet_selectors.recharges_of(self.member)
-            .select_related("store", "operator")
+            .select_related("store__merchant", "operator")
             .prefetch_related(
                 "lines__plan", "lines__coupon_template", "lines__package", "lines__voucher_template", "lines__vip_type"
             )
@@ -192,7 +192,7 @@ class MemberDetailView(MemberMixin, TemplateView):
     def tab_consumptions(self) -> dict:
         consumptions = (
             wallet_selectors.consumptions_of(self.member)
-            .select_related("store", "service_record", "operator")
+            .select_related("store__merchant", "service_record", "operator")
             .prefetch_related(
                 "lines__staff", "lines__grant__coupon_template", "lines__grant__service", "lines__voucher__template"
             )
@@ -463,7 +463,7 @@ class RefundView(OperationView):
         context = super().base_context(form)
         chosen = {str(value) for value in (form["lines"].value() or [])}
         lines = form.fields["lines"].queryset.select_related(
-            "consumption__store", "grant__coupon_template", "grant__service"
+            "consumption__store__merchant", "grant__coupon_template", "grant__service"
         )
         context["line_choices"] = [(line, str(line.pk) in chosen) for line in lines]
         return context

@@ -24,7 +24,7 @@ from members.models import Owner
 from . import rules
 from .models import ConsumptionLine, PaymentMethod, RechargeLine, WalletSettings
 from .selectors import member_benefits
-from .services.checks import check_ceiling
+from .services.checks import check_ceiling, recheck_catalog
 from .services.consumption import ConsumptionItem, unit_price_for
 from .services.recharge import RechargeItem
 
@@ -130,6 +130,7 @@ def quote_recharge(*, member: Owner, items: Sequence[RechargeItem], payment_meth
             key, label = "stored_value", str(RechargeLine.Kind.STORED_VALUE.label)
         elif item.kind == RechargeLine.Kind.PLAN:
             plan = item.plan
+            recheck_catalog(plan, f"items[{i}].plan")  # bonus and gifts within the plan share, as the service checks
             paid = plan.pay_fen * quantity
             principal, bonus = paid, plan.bonus_fen * quantity
             key, label = f"plan:{plan.pk}", plan.name
@@ -142,6 +143,7 @@ def quote_recharge(*, member: Owner, items: Sequence[RechargeItem], payment_meth
         else:
             attr = {"coupon": "coupon_template", "package": "package", "voucher": "voucher_template", "vip": "vip_type"}
             target = getattr(item, attr[item.kind])
+            recheck_catalog(target, f"items[{i}].{attr[item.kind]}")
             paid = rules.apply_rate_bp(target.price_fen * quantity, item.discount_bp)
             key, label = f"{item.kind}:{target.pk}", str(target)
             gifts.append(f"{target} × {quantity}")

@@ -240,9 +240,9 @@ def refunds_for_rows(member: Owner, rows) -> list:
               "cash": [pk for kind, pk, _at in rows if kind == "cash"]}  # fmt: skip
     entitlement, cash = refunds_of(member)
     found = {("entitlement", r.pk): r for r in entitlement.filter(pk__in=wanted["entitlement"])
-             .select_related("store", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
+             .select_related("store__merchant", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
     found |= {
-        ("cash", r.pk): r for r in cash.filter(pk__in=wanted["cash"]).select_related("store", "operator", "grant")
+        ("cash", r.pk): r for r in cash.filter(pk__in=wanted["cash"]).select_related("store__merchant", "operator", "grant")
     }
     return [(kind, found[(kind, pk)]) for kind, pk, _at in rows if (kind, pk) in found]
 

@@ -242,7 +242,8 @@ def refunds_for_rows(member: Owner, rows) -> list:
     found = {("entitlement", r.pk): r for r in entitlement.filter(pk__in=wanted["entitlement"])
              .select_related("store__merchant", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
     found |= {
-        ("cash", r.pk): r for r in cash.filter(pk__in=wanted["cash"]).select_related("store__merchant", "operator", "grant")
+        ("cash", r.pk): r
+        for r in cash.filter(pk__in=wanted["cash"]).select_related("store__merchant", "operator", "grant")
     }
     return [(kind, found[(kind, pk)]) for kind, pk, _at in rows if (kind, pk) in found]
 

@@ -240,6 +240,7 @@ class MemberDetailView(MemberMixin, TemplateView):
             )
         context.update(
             statement=statement,
+            statement_rows=[(line, wallet_selectors.operation_label(line.operation_type)) for line in statement.lines],
             statement_account=chosen,
             statement_is_money=chosen.account.unit == wallet_services.CNY,
             page_obj=page,

@@ -8,6 +8,7 @@ from django.db.models import CharField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
@@ -290,6 +291,23 @@ def statement_accounts(member: Owner) -> list[StatementAccount]:
 def account_statement(account: Account, start, end, *, offset: int, limit: int) -> ledger_selectors.StatementPage:
     """One page of an account's statement (see ledger.selectors.statement_page)."""
     return ledger_selectors.statement_page(account, start, end, offset=offset, limit=limit)
+
+
+# The wallet's ledger operation types (Entry.operation_type) as people read them on a statement.
+OPERATION_LABELS = {
+    "recharge": gettext_lazy("Recharge"),
+    "consumption": gettext_lazy("Consumption"),
+    "consumption_refund": gettext_lazy("Refund of consumption lines"),
+    "cash_refund": gettext_lazy("Cash refund"),
+    "coupon_issue": gettext_lazy("Coupons issued"),
+    "voucher_issue": gettext_lazy("Voucher issued"),
+    "points_award": gettext_lazy("Points awarded"),
+    "expiry": gettext_lazy("Expiry"),
+}
+
+
+def operation_label(operation_type: str) -> str:
+    return str(OPERATION_LABELS.get(operation_type, operation_type))
 
 
 OPERATION_MODELS = {"recharge": Recharge, "consumption": Consumption, "refund": EntitlementRefund}

@@ -150,25 +150,29 @@ class MemberDetailView(MemberMixin, TemplateView):
         context.update(getattr(self, f"tab_{tab}")())
         return context
 
-    def paginate(self, queryset, per_page: int = PAGE_SIZE):
+    def paginate(self, queryset, per_page: int = PAGE_SIZE, param: str = "page"):
         paginator = Paginator(queryset, per_page)
         try:
-            return paginator.page(self.request.GET.get("page") or 1)
+            return paginator.page(self.request.GET.get(param) or 1)
         except InvalidPage:
             raise Http404(_("No such page.")) from None
 
-    def page_query(self, **extra) -> str:
+    def page_query(self, param: str = "page") -> str:
         """The query string of this tab without the page number (for the pagination links)."""
         query = self.request.GET.copy()
-        query.pop("page", None)
-        for key, value in extra.items():
-            query[key] = value
+        query.pop(param, None)
         return query.urlencode()
 
     def tab_overview(self) -> dict:
+        # A member can hold thousands of coupon lots (a bulk sale): the lists page like the other tabs.
+        benefits = wallet_selectors.member_benefits(self.member)
         return {
-            "benefits": wallet_selectors.member_benefits(self.member),
+            "benefits": benefits,
             "totals": wallet_selectors.member_totals(self.member),
+            "grants_page": self.paginate(benefits.grants, param="grants_page"),
+            "grants_query": self.page_query("grants_page"),
+            "vouchers_page": self.paginate(benefits.vouchers, param="vouchers_page"),
+            "vouchers_query": self.page_query("vouchers_page"),
         }
 
     def tab_service_records(self) -> dict:

@@ -89,7 +89,7 @@ def test_operator_records_a_recharge_in_the_browser(live_server, scene, page):
     page.fill("input[name=username]", operator.user.username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    page.wait_for_url(lambda address: "/accounts/login/" not in address)
 
     # Open the member from the member list.
     page.goto(f"{live_server.url}/members/")

@@ -375,6 +375,13 @@ def test_tabs_are_paginated_on_the_server(client_, shop):
         assert client_.get(url(shop, "member"), {"tab": tab, "page": 2}).status_code == 200
         assert client_.get(url(shop, "member"), {"tab": tab, "page": 9}).status_code == 404
     assert client_.get(url(shop, "member"), {"tab": "recharges", "page": "x\x00"}).status_code == 404
+    # The overview's lists page too: 25 coupon lots bought at once.
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon, quantity=25)])  # fmt: skip
+    overview = client_.get(url(shop, "member"))
+    assert len(overview.context["grants_page"].object_list) == 20
+    assert "grants_page=2" in overview.content.decode()
+    assert len(client_.get(url(shop, "member"), {"grants_page": 2}).context["grants_page"].object_list) == 5
     audit = client_.get(url(shop, "member"), {"tab": "audit"}).content.decode()
     assert "改名22" in audit and "更正" in audit
 

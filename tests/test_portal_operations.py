@@ -423,3 +423,11 @@ def test_statement_page_matches_the_full_statement(shop):
     pages = [ledger_selectors.statement_page(principal, today, today, offset=o, limit=5) for o in (0, 5, 10)]
     assert [line for page in pages for line in page.lines] == full.lines
     assert all(page.line_count == len(full.lines) and page.range_closing == full.closing for page in pages)
+
+
+def test_large_balances_show_separators_and_the_wan_figure(client_, shop):
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="stored_value", amount_fen=12_345_678)])  # fmt: skip
+    body = client_.get(url(shop, "member")).content.decode()
+    card = re.search(r'id="principal-balance">([^<]*)<', body).group(1)
+    assert "¥123,456.78" in card and "12.35" in card  # ≈12.35万

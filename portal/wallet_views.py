@@ -315,6 +315,15 @@ class OperationView(MemberMixin, TemplateView):
         form = self.build_form(request.POST)
         done = self.already_recorded(form)
         if done is not None:
+            # Posted again (a double click, a reload, the back button): no new confirmation. The service
+            # answers the same content with the first record and refuses other content under the same
+            # token (idempotency_conflict); a form no longer valid (its lines refunded) is that replay too.
+            if form.is_valid():
+                try:
+                    self.record(form)
+                except ValidationError as exc:
+                    form.add_service_error(exc)
+                    return self.render_form(form)
             messages.info(request, _("This form was already submitted: it is recorded as %(number)s.") % {
                 "number": done.number,
             })  # fmt: skip
@@ -332,11 +341,11 @@ class OperationView(MemberMixin, TemplateView):
         if quote.large and request.POST.get("confirm_large", "") != quote.digest:
             return self.render_confirmation(form, quote, stage=2)
         try:
-            message = self.perform(form, quote)
+            record = self.record(form)
         except ValidationError as exc:
             form.add_service_error(exc)
             return self.render_form(form)
-        messages.success(request, message)
+        messages.success(request, self.success_message(record, quote))
         return redirect(member_url(self.member, self.done_tab))
 
     def already_recorded(self, form: OperationForm):
@@ -385,7 +394,11 @@ class OperationView(MemberMixin, TemplateView):
     def quote(self, form) -> wallet_quotes.Quote:
         raise NotImplementedError
 
-    def perform(self, form, quote: wallet_quotes.Quote) -> str:
+    def record(self, form):
+        """Call the wallet service with the form's input and its token as the idempotency key."""
+        raise NotImplementedError
+
+    def success_message(self, record, quote: wallet_quotes.Quote) -> str:
         raise NotImplementedError
 
 
@@ -401,12 +414,14 @@ class RechargeView(OperationView):
             member=self.member, items=[form.item()], payment_method=form.cleaned_data["payment_method"]
         )
 
-    def perform(self, form: RechargeForm, quote) -> str:
+    def record(self, form: RechargeForm):
         cd = form.cleaned_data
-        record = wallet_services.recharge(
+        return wallet_services.recharge(
             member=self.member, store=cd["store"], payment_method=cd["payment_method"], items=[form.item()],
             actor=self.request.user, idempotency_key=form.idempotency_key, note=cd["note"],
         )  # fmt: skip
+
+    def success_message(self, record, quote) -> str:
         return _(
             "Recharge %(number)s recorded: %(paid)s paid by %(method)s; principal +%(principal)s, bonus +%(bonus)s."
         ) % {
@@ -432,12 +447,14 @@ class ConsumptionView(OperationView):
     def quote(self, form: ConsumptionForm) -> wallet_quotes.Quote:
         return wallet_quotes.quote_consumption(member=self.member, items=[form.item()])
 
-    def perform(self, form: ConsumptionForm, quote) -> str:
+    def record(self, form: ConsumptionForm):
         cd = form.cleaned_data
-        consumption = wallet_services.consume_with_service_record(
+        return wallet_services.consume_with_service_record(
             member=self.member, staff=cd["staff"], store=cd["store"], items=[form.item()], actor=self.request.user,
             notes=cd["notes"], tags=form.tag_names, idempotency_key=form.idempotency_key,
         )  # fmt: skip
+
+    def success_message(self, consumption, quote) -> str:
         lines = list(consumption.lines.all())
         return _(
             "Consumption %(number)s recorded with service record %(record)s: payable %(payable)s, paid from %(split)s."
@@ -476,12 +493,14 @@ class RefundView(OperationView):
     def quote(self, form: RefundForm) -> wallet_quotes.Quote:
         return wallet_quotes.quote_refund(member=self.member, lines=list(form.cleaned_data["lines"]))
 
-    def perform(self, form: RefundForm, quote) -> str:
+    def record(self, form: RefundForm):
         cd = form.cleaned_data
-        refund = wallet_services.refund_consumption_lines(
+        return wallet_services.refund_consumption_lines(
             member=self.member, lines=list(cd["lines"]), reason=cd["reason"], actor=self.request.user,
             store=cd["store"], idempotency_key=form.idempotency_key,
         )  # fmt: skip
+
+    def success_message(self, refund, quote) -> str:
         return _("Refund %(number)s executed: %(total)s refunded, back to %(split)s.") % {
             "number": refund.number, "total": yuan(refund.total_fen),
             "split": _split_text(

@@ -431,3 +431,28 @@ def test_large_balances_show_separators_and_the_wan_figure(client_, shop):
     body = client_.get(url(shop, "member")).content.decode()
     card = re.search(r'id="principal-balance">([^<]*)<', body).group(1)
     assert "¥123,456.78" in card and "12.35" in card  # ≈12.35万
+
+
+def test_a_refund_posted_again_is_answered_with_the_first(client_, shop):
+    load_plan(shop)
+    consumption = services.consume(member=shop.member, store=shop.store, actor=None,
+                                   items=[services.ConsumptionItem(service=shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
+    data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk,
+            "refund-lines": [consumption.lines.get().pk], "refund-reason": "顾客投诉"}  # fmt: skip
+    digest = client_.post(url(shop, "refund"), data).context["quote"].digest
+    assert client_.post(url(shop, "refund"), {**data, "confirm": digest}).status_code == 302
+    # The back button and "confirm" again: the line is refunded already, the page says what was recorded.
+    again = client_.post(url(shop, "refund"), {**data, "confirm": digest}, follow=True)
+    refund = EntitlementRefund.objects.get()
+    assert refund.number in str(list(again.context["messages"])[0])
+    assert EntitlementRefund.objects.count() == 1
+
+
+def test_a_token_posted_again_with_other_content_is_refused(client_, shop):
+    data = recharge_data(shop)
+    digest = client_.post(url(shop, "recharge"), data).context["quote"].digest
+    client_.post(url(shop, "recharge"), {**data, "confirm": digest})
+    other = {**data, "recharge-kind": "stored_value", "recharge-plan": "", "recharge-amount": "900"}
+    response = client_.post(url(shop, "recharge"), other)
+    assert response.status_code == 200 and "different content" in response.content.decode()
+    assert Recharge.objects.count() == 1

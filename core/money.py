@@ -74,10 +74,10 @@ _YI = 10**8
 _LARGE_FROM = 10 * _WAN
 
 
-def _short_figure(value: Decimal) -> str | None:
-    """'1,234.57万' / '1.23亿' for a non-negative figure of at least 10万; None below that. Only when the
-    active language is Chinese: other languages read the exact figure with its separators."""
-    if value < _LARGE_FROM or not (translation.get_language() or settings.LANGUAGE_CODE).startswith("zh"):
+def _short_figure(value: Decimal, large_from: int = _LARGE_FROM) -> str | None:
+    """'1,234.57万' / '1.23亿' for a non-negative figure of at least `large_from` (10万); None below that.
+    Only when the active language is Chinese: other languages read the exact figure with its separators."""
+    if value < large_from or not (translation.get_language() or settings.LANGUAGE_CODE).startswith("zh"):
         return None
     cents = Decimal("0.01")
     short, unit = (value / _WAN).quantize(cents, rounding=ROUND_HALF_UP), "万"
@@ -101,3 +101,14 @@ def count_short(count: int) -> str:
     if short is None:
         return f"{count:,}"
     return f"{'-' if count < 0 else ''}{short}"
+
+
+def yuan_large(fen: int) -> str:
+    """For an amount an operator confirms: yuan() and, from ¥10,000 on, the figure in 万 or 亿 beside it:
+    123456789 → '¥1,234,567.89（≈123.46万）'. The exact amount with separators stays the one to check; the
+    万/亿 figure makes an extra digit visible (it changes tenfold). Chinese only, like yuan_short."""
+    exact = yuan(fen)
+    short = _short_figure(Decimal(abs(fen)) / 100, large_from=_WAN)
+    if short is None:
+        return exact
+    return f"{exact}（≈{'-' if fen < 0 else ''}{short}）"

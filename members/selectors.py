@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from . import roles
-from .models import Level, MemberCard, Merchant, Owner, Room, Staff, Store
+from .models import AuditEvent, Level, MemberCard, Merchant, Owner, Room, Staff, Store
 
 
 def is_platform_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -179,3 +180,10 @@ def record_scope(
         return RecordScope((merchant.pk,), None)
     stores = stores_where(user, "members.view_store").filter(merchant=merchant).values_list("pk", flat=True)
     return RecordScope((merchant.pk,), tuple(sorted(stores)))
+
+
+def audit_events_of(owner: Owner) -> QuerySet[AuditEvent]:
+    """The audit history of a member (events whose target is the member), newest first."""
+    return AuditEvent.objects.filter(
+        merchant_id=owner.merchant_id, content_type=ContentType.objects.get_for_model(Owner), object_id=str(owner.pk)
+    ).select_related("actor")

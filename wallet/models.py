@@ -81,6 +81,11 @@ class WalletSettings(models.Model):
     max_consumption_fen = fen_field(
         _("payable per consumption at most (fen)"), default=10_000_000, validators=[MinValueValidator(1)]
     )
+    # Not a limit: the portal asks the operator to confirm a second time above it (issue 11), since a
+    # figure with one digit too many is easy to miss once. ¥10,000 by default.
+    confirm_above_fen = fen_field(
+        _("ask for a second confirmation above (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
+    )
 
     def __str__(self) -> str:
         return f"wallet settings of {self.merchant}"

@@ -6,9 +6,11 @@ import datetime
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
@@ -16,7 +18,6 @@ from members import selectors as member_selectors
 from members.models import Merchant, Owner, Store
 from members.selectors import RecordScope
 
-from .accounts import CNY
 from .models import (
     CashRefund,
     Consumption,
@@ -142,16 +143,6 @@ def member_benefits(member: Owner) -> MemberBenefits:
         )
     )
     return result
-
-
-def principal_statement(member: Owner, days: int) -> ledger_selectors.Statement | None:
-    """The statement of the member's principal (the stored value paid in) over the last `days` days up to
-    today; None before the member's first recharge."""
-    account = ledger_selectors.find_account(member.merchant, "principal", CNY, member=member)
-    if account is None:
-        return None
-    today = timezone.localdate()
-    return ledger_selectors.statement(account, today - datetime.timedelta(days=days), today)
 
 
 def usable_grants(member: Owner, service: Service) -> QuerySet[Grant]:
@@ -509,3 +500,110 @@ def cash_by_payment_method(
         PaymentMethodTotals(method, in_fen, out_fen)
         for method, (in_fen, out_fen) in sorted(sums.items(), key=lambda item: (order.get(item[0], 99), item[0]))
     ]
+
+
+# ---------------------------------------------------------------- member 360 and the operator pages
+
+
+def refund_rows(member: Owner) -> QuerySet:
+    """Both kinds of refund of a member as one list, newest first: (kind, pk, created_at) rows that
+    page in the database; `refunds_for_rows` fetches the page's records."""
+    entitlement = (
+        EntitlementRefund.objects.filter(merchant_id=member.merchant_id, member=member)
+        .annotate(refund_kind=Value("entitlement", output_field=CharField()))
+        .values_list("refund_kind", "pk", "created_at")
+        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it); the union is ordered
+    )
+    cash = (
+        CashRefund.objects.filter(merchant_id=member.merchant_id, member=member)
+        .annotate(refund_kind=Value("cash", output_field=CharField()))
+        .values_list("refund_kind", "pk", "created_at")
+        .order_by()  # no ORDER BY inside a compound statement (SQLite refuses it); the union is ordered
+    )
+    return entitlement.union(cash, all=True).order_by("-created_at", "-pk")
+
+
+def refunds_for_rows(member: Owner, rows) -> list:
+    """(kind, record) of `refund_rows` rows, in their order (kind: "entitlement" or "cash"); a few
+    queries for any number of rows."""
+    wanted = {"entitlement": [pk for kind, pk, _at in rows if kind == "entitlement"],
+              "cash": [pk for kind, pk, _at in rows if kind == "cash"]}  # fmt: skip
+    entitlement, cash = refunds_of(member)
+    found = {("entitlement", r.pk): r for r in entitlement.filter(pk__in=wanted["entitlement"])
+             .select_related("store__merchant", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
+    found |= {
+        ("cash", r.pk): r
+        for r in cash.filter(pk__in=wanted["cash"]).select_related("store__merchant", "operator", "grant")
+    }
+    return [(kind, found[(kind, pk)]) for kind, pk, _at in rows if (kind, pk) in found]
+
+
+@dataclass(frozen=True)
+class StatementAccount:
+    """A ledger account of a member a statement can be asked for, labelled for people."""
+
+    account: Account
+    label: str
+    balance: int
+
+
+def statement_accounts(member: Owner) -> list[StatementAccount]:
+    """The member's accounts (principal, bonus, each voucher, each coupon or entitlement lot, each points
+    lot) with their balances, in that order. Three queries whatever the number of lots."""
+    vouchers = {v.account_detail: v for v in Voucher.objects.filter(member=member).select_related("template")}
+    grants = {
+        g.account_detail: g for g in Grant.objects.filter(member=member).select_related("coupon_template", "service")
+    }
+    order = {"principal": 0, "bonus": 1, "voucher": 2, "coupon": 3, "entitlement": 3, "points": 4}
+    found = []
+    for row in ledger_selectors.member_balances(member):
+        account = row.account
+        if account.purpose == "principal":
+            label = _("Principal")
+        elif account.purpose == "bonus":
+            label = _("Bonus")
+        elif account.purpose == "voucher" and account.detail in vouchers:
+            voucher = vouchers[account.detail]
+            label = _("Voucher %(name)s, valid until %(date)s") % {
+                "name": voucher.template.name, "date": timezone.localtime(voucher.valid_until).strftime("%Y-%m-%d"),
+            }  # fmt: skip
+        elif account.purpose in ("coupon", "entitlement") and account.detail in grants:
+            label = str(grants[account.detail])
+        elif account.purpose == "points":
+            label = _("Points expiring at the end of %(year)s") % {"year": account.detail[3:]}
+        else:
+            continue
+        found.append((order[account.purpose], account.pk, StatementAccount(account, label, row.balance)))
+    return [item for _order, _pk, item in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def account_statement(account: Account, start, end, *, offset: int, limit: int) -> ledger_selectors.StatementPage:
+    """One page of an account's statement (see ledger.selectors.statement_page)."""
+    return ledger_selectors.statement_page(account, start, end, offset=offset, limit=limit)
+
+
+# The wallet's ledger operation types (Entry.operation_type) as people read them on a statement.
+OPERATION_LABELS = {
+    "recharge": gettext_lazy("Recharge"),
+    "consumption": gettext_lazy("Consumption"),
+    "consumption_refund": gettext_lazy("Refund of consumption lines"),
+    "cash_refund": gettext_lazy("Cash refund"),
+    "coupon_issue": gettext_lazy("Coupons issued"),
+    "voucher_issue": gettext_lazy("Voucher issued"),
+    "points_award": gettext_lazy("Points awarded"),
+    "expiry": gettext_lazy("Expiry"),
+}
+
+
+def operation_label(operation_type: str) -> str:
+    return str(OPERATION_LABELS.get(operation_type, operation_type))
+
+
+OPERATION_MODELS = {"recharge": Recharge, "consumption": Consumption, "refund": EntitlementRefund}
+
+
+def operation_by_key(member: Owner, operation: str, idempotency_key: str):
+    """The operation already recorded for the member under this request key, or None: a form posted
+    again (a double click, a reload, the back button) is answered with what it recorded the first time."""
+    model = OPERATION_MODELS[operation]
+    return model.objects.filter(merchant_id=member.merchant_id, member=member, idempotency_key=idempotency_key).first()

@@ -5,3 +5,20 @@ from django.utils.translation import gettext_lazy as _
 class WalletConfig(AppConfig):
     name = "wallet"
     verbose_name = _("Wallet")
+
+    def ready(self) -> None:
+        from ledger import operations
+
+        # The operation types wallet.services post, by name (statements, the ledger admin).
+        operations.register(
+            {
+                "recharge": _("Recharge"),
+                "consumption": _("Consumption"),
+                "consumption_refund": _("Entitlement refund"),
+                "cash_refund": _("Cash refund"),
+                "expiry": _("Expiry"),
+                "coupon_issue": _("Coupon issuance"),
+                "voucher_issue": _("Voucher issuance"),
+                "points_award": _("Points award"),
+            }
+        )

@@ -1,7 +1,9 @@
-"""Money in portal templates: integer fen shown as yuan with two decimals."""
+"""Money and ledger labels in portal templates: integer fen shown as yuan with two decimals, ledger
+operation codes shown by name."""
 
 from django import template
 
+from ledger import operations
 from ledger.money import format_fen
 
 register = template.Library()
@@ -13,3 +15,9 @@ def yuan(fen) -> str:
     if fen is None or fen == "":
         return ""
     return format_fen(int(fen))
+
+
+@register.filter
+def operation_label(code: str) -> str:
+    """A ledger entry's operation_type by its name in the active language."""
+    return operations.operation_label(code)

@@ -84,7 +84,7 @@ class Account(ImmutableModel):
     merchant = models.ForeignKey(
         Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="ledger_accounts"
     )
-    holder = models.CharField(_("holder"), max_length=8, choices=Holder.choices)
+    holder = models.CharField(_("holder type"), max_length=8, choices=Holder.choices)
     member = models.ForeignKey(
         Owner, verbose_name=_("member"), on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
     )
@@ -120,8 +120,10 @@ class Account(ImmutableModel):
 
     def __str__(self) -> str:
         # Named by its holder and purpose, never by database ids (list pages select the related rows).
+        from .labels import detail_label
+
         holder = self.member if self.member_id else self.staff if self.staff_id else self.merchant
-        detail = f" · {self.detail}" if self.detail else ""
+        detail = f" · {detail_label(self.purpose, self.detail)}" if self.detail else ""
         return f"{holder} · {self.get_purpose_display()}{detail} [{self.unit}]"
 
 
@@ -176,7 +178,9 @@ class Entry(ImmutableModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.operation_type} {self.operation_ref} {timezone.localtime(self.posted_at):%Y-%m-%d %H:%M}"
+        from .labels import operation_label
+
+        return f"{operation_label(self.operation_type)} {self.operation_ref} {timezone.localtime(self.posted_at):%Y-%m-%d %H:%M}"
 
 
 class Leg(ImmutableModel):

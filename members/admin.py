@@ -11,6 +11,7 @@ from django.contrib.admin.options import IncorrectLookupParameters, InlineModelA
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -334,12 +335,36 @@ def _scoped_inline(inline: type[InlineModelAdmin]) -> type[InlineModelAdmin]:
     return type(f"Scoped{inline.__name__}", (ScopedInline, inline), {})
 
 
+MERCHANT_COLUMN = "merchant_of_row"
+
+
+def merchant_column(lookup: str):
+    def column(obj) -> str:
+        for hop in lookup.split("__"):
+            obj = getattr(obj, hop, None)
+            if obj is None:
+                return ""
+        return str(obj)
+
+    column.short_description = _("merchant")
+    column.admin_order_field = lookup
+    return column
+
+
 class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
     """Shows only rows of the user's merchant (all rows to platform admins), in lists, filters, search,
     detail pages and every choice of its forms and inlines. Nothing is deleted through the admin:
     rows are deactivated or closed (and financial records are never deleted at all)."""
 
     form = MerchantScopedForm
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lookup = self.merchant_lookup()
+        if lookup and "__" in lookup:
+            # A row whose merchant is a few relations away (a room's, a card's): a column of its own,
+            # labelled "merchant" (Django would label the lookup with every model on the way).
+            setattr(self, MERCHANT_COLUMN, merchant_column(lookup))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scoping.scope_queryset(super().get_queryset(request), request.user)
@@ -353,8 +378,10 @@ class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
     def get_list_display(self, request: HttpRequest):
         # The merchant column is the platform admin's: staff of one merchant see only their own rows.
         lookup = self.merchant_lookup()
-        names = [n for n in super().get_list_display(request) if n != lookup]
-        return [*names, lookup] if lookup and _is_platform(request) else names
+        names = [n for n in super().get_list_display(request) if n not in (lookup, MERCHANT_COLUMN)]
+        if not (lookup and _is_platform(request)):
+            return names
+        return [*names, MERCHANT_COLUMN if "__" in lookup else lookup]
 
     def get_list_select_related(self, request: HttpRequest):
         selected = super().get_list_select_related(request)
@@ -742,9 +769,63 @@ class StaffAdmin(MerchantScopedAdmin):
             self.save_formset(request, form, formset, change=change)
 
 
+class AuditActionFilter(admin.SimpleListFilter):
+    """The recorded actions by name (the column holds codes)."""
+
+    title = _("action")
+    parameter_name = "action"
+
+    def lookups(self, request, model_admin):
+        return list(AuditEvent.ACTION_LABELS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+class AuditObjectTypeFilter(admin.SimpleListFilter):
+    """The kinds of object the user's audit events are about (not every content type of the project)."""
+
+    title = _("object type")
+    parameter_name = "object_type"
+
+    def lookups(self, request, model_admin):
+        ids = model_admin.get_queryset(request).order_by().values_list("content_type", flat=True).distinct()
+        types = ContentType.objects.filter(pk__in=list(ids))
+        return sorted(((t.pk, capfirst(t.model_class()._meta.verbose_name)) for t in types if t.model_class()),
+                      key=lambda choice: str(choice[1]))  # fmt: skip
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit() or len(value) > 18:
+            raise IncorrectLookupParameters("not an object type")
+        return queryset.filter(content_type_id=int(value))
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyScopedAdmin):
-    list_display = ("at", "action", "actor", "actor_label", "content_type", "object_id", "merchant")
-    list_filter = ("action", "content_type", "merchant")
+    list_display = ("at", "action_name", "actor_name", "object_type", "target_name", "merchant")
+    list_filter = (AuditActionFilter, AuditObjectTypeFilter, "merchant")
+    list_select_related = ("actor", "content_type", "merchant")
     search_fields = ("object_id", "reason", "actor__username")
     date_hierarchy = "at"
+    exclude = ("action", "actor_label", "content_type")  # shown by name
+    readonly_fields = ("action_name", "actor_name", "object_type")
+
+    @admin.display(description=_("action"), ordering="action")
+    def action_name(self, obj: AuditEvent) -> str:
+        return obj.get_action_display()
+
+    @admin.display(description=_("actor"))
+    def actor_name(self, obj: AuditEvent) -> str:
+        return obj.get_actor_display()
+
+    @admin.display(description=_("object type"), ordering="content_type")
+    def object_type(self, obj: AuditEvent) -> str:
+        model = obj.content_type.model_class()
+        return capfirst(model._meta.verbose_name) if model else obj.content_type.model
+
+    @admin.display(description=_("object"))
+    def target_name(self, obj: AuditEvent) -> str:
+        return obj.object_id

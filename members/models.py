@@ -277,6 +277,31 @@ class DailySequence(models.Model):
 class AuditEvent(models.Model):
     """Who changed what, when, from what to what, and why. Append-only."""
 
+    # The actions the services record (`action` codes), by name.
+    ACTION_LABELS = {
+        "owner.registered": _("Member registered"),
+        "owner.changed": _("Member changed"),
+        "owner.status": _("Member status changed"),
+        "owner.level_kept": _("Member level kept"),
+        "card.replaced": _("Card reported lost and replaced"),
+        "card.closed": _("Card closed"),
+        "staff.created": _("Staff member created"),
+        "staff.changed": _("Staff member changed"),
+        "staff.role_granted": _("Role granted"),
+        "staff.role_revoked": _("Role revoked"),
+        "staff.role_changed": _("Role changed"),
+        "staff.deactivated": _("Staff member deactivated"),
+        "staff.reactivated": _("Staff member reactivated"),
+        "stored_value.closed": _("Stored-value card closed by a cash refund"),
+        "stored_value.gifts_taken_back": _("Plan gifts taken back"),
+    }
+    # Labels of actors that are not people (jobs, scripts).
+    SYSTEM_ACTORS = {
+        "system": _("System"),
+        "system:expiry": _("System (expiry job)"),
+        "system:batch": _("System (batch issuance)"),
+    }
+
     at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("actor"), on_delete=models.PROTECT, null=True, related_name="+"
@@ -302,4 +327,12 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["content_type", "object_id"])]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.content_type.model}#{self.object_id}"
+        return f"{timezone.localtime(self.at):%Y-%m-%d %H:%M} {self.get_action_display()}"
+
+    def get_action_display(self) -> str:
+        return self.ACTION_LABELS.get(self.action, self.action)
+
+    def get_actor_display(self) -> str:
+        if self.actor_id:
+            return str(self.actor)
+        return self.SYSTEM_ACTORS.get(self.actor_label, self.actor_label)

@@ -1,5 +1,15 @@
+from pathlib import Path
+
 import pytest
 from django.db import connection
+
+
+def pytest_configure(config):
+    """Build the translation catalog's .mo when it is missing or older than the .po, so tests see the
+    committed translations however they are started (make test compiles it too)."""
+    from core.catalog import compile_catalogs
+
+    compile_catalogs(Path(__file__).resolve().parent.parent, only_stale=True)
 
 
 def pytest_collection_modifyitems(config, items):

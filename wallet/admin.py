@@ -167,10 +167,24 @@ class RechargePlanAdmin(MerchantScopedAdmin):
 RecordAdmin = ReadOnlyScopedAdmin  # business records change only through the services
 
 
-class RechargeLineInline(ScopedTabularInline):
-    model = RechargeLine
+class RecordInline(ScopedTabularInline):
+    """Lines of a business record: shown (money in yuan), never added, changed or deleted here."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RechargeLineInline(RecordInline):
+    model = RechargeLine
 
 
 @admin.register(Recharge)
@@ -191,11 +205,9 @@ class RechargeAdmin(RecordAdmin):
     inlines = [RechargeLineInline]
 
 
-class ConsumptionLineInline(ScopedTabularInline):
+class ConsumptionLineInline(RecordInline):
     model = ConsumptionLine
     fk_name = "consumption"
-    extra = 0
-    can_delete = False
 
 
 @admin.register(Consumption)

@@ -7,10 +7,13 @@ class WalletConfig(AppConfig):
     verbose_name = _("Wallet")
 
     def ready(self) -> None:
-        from ledger import operations
+        from ledger import labels
 
-        # The operation types wallet.services post, by name (statements, the ledger admin).
-        operations.register(
+        from .models import PaymentMethod
+
+        # Cash accounts are kept per payment method (their detail); operation types wallet.services post.
+        labels.register_details("cash", dict(PaymentMethod.choices))
+        labels.register_operations(
             {
                 "recharge": _("Recharge"),
                 "consumption": _("Consumption"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
@@ -128,7 +129,12 @@ def member_benefits(member: Owner) -> MemberBenefits:
             result.grants.append(HeldBenefit(str(g), g.kind, row.balance, account.unit, g.valid_until, g))
         elif account.purpose == "points" and row.balance:
             result.points.append(
-                HeldBenefit(f"points expiring end of {account.detail[3:]}", "points", row.balance, "POINT")
+                HeldBenefit(
+                    _("points expiring at the end of %(year)s") % {"year": account.detail[3:]},
+                    "points",
+                    row.balance,
+                    "POINT",
+                )
             )
     result.vip = list(
         VipMembership.objects.filter(member=member, status="active", ends_at__gte=timezone.now()).select_related(

@@ -3,7 +3,7 @@ operation codes shown by name."""
 
 from django import template
 
-from ledger import operations
+from ledger import labels
 from ledger.money import format_fen
 
 register = template.Library()
@@ -20,4 +20,4 @@ def yuan(fen) -> str:
 @register.filter
 def operation_label(code: str) -> str:
     """A ledger entry's operation_type by its name in the active language."""
-    return operations.operation_label(code)
+    return labels.operation_label(code)

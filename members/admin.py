@@ -791,11 +791,11 @@ class AuditObjectTypeFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         ids = model_admin.get_queryset(request).order_by().values_list("content_type", flat=True).distinct()
         types = ContentType.objects.filter(pk__in=list(ids))
-        return sorted(((t.pk, capfirst(t.model_class()._meta.verbose_name)) for t in types if t.model_class()),
+        return sorted(((str(t.pk), capfirst(t.model_class()._meta.verbose_name)) for t in types if t.model_class()),
                       key=lambda choice: str(choice[1]))  # fmt: skip
 
     def queryset(self, request, queryset):
-        value = self.value()
+        value = str(self.value() or "")  # facet counts pass the lookup value as it is
         if not value:
             return queryset
         if not value.isdigit() or len(value) > 18:

@@ -213,13 +213,15 @@ def test_refund_through_the_form_marks_the_line_refunded(operator_client, shop):
 
     data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk, "refund-lines": [line.pk],
             "refund-reason": "顾客投诉"}  # fmt: skip
-    response = operator_client.post(reverse("members:refund", kwargs={"pk": shop.member.pk}), data, follow=True)
+    response = operator_client.post(
+        reverse("members:refund", kwargs={"pk": shop.member.pk}), data, follow=True, HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
     assert response.status_code == 200
     refund = EntitlementRefund.objects.get(member=shop.member)
     assert refund.number.startswith("tqy") and refund.number in response.content.decode()
     line.refresh_from_db()
     assert line.status == ConsumptionLine.Status.REFUNDED and line.refund == refund
-    assert "已退费" in response.content.decode()
+    assert "已退费" in response.content.decode()  # the line's status, asked for in Chinese
     benefits = selectors.member_benefits(shop.member)
     assert benefits.principal_fen + benefits.bonus_fen == 120_000
 

@@ -343,6 +343,24 @@ def test_login_page_is_ours_and_chinese(client, demo):
     assert english_on_page(failed.content.decode(), data_words) == []
 
 
+def test_account_and_admin_login_pages_are_chinese(client, demo):
+    """The password pages under /accounts/ (rendered with the admin's templates, outside the admin site)
+    and the admin's login speak as the product, in Chinese."""
+    merchant, owner_pks, users, data_words = demo
+    anonymous = client.get(reverse("admin:login"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "会员管理系统" in anonymous and english_on_page(anonymous, data_words) == []
+    client.force_login(users[roles.OPERATOR])
+    problems = []
+    for name in ("password_change", "password_change_done", "password_reset", "password_reset_done",
+                 "password_reset_complete"):  # fmt: skip
+        response = client.get(reverse(name), HTTP_ACCEPT_LANGUAGE="zh-hans")
+        assert response.status_code == 200, name
+        html = response.content.decode()
+        assert "会员管理系统" in html and "Django" not in html, name
+        problems += [f"{name}: {p}" for p in english_on_page(html, data_words)]
+    assert not problems, "\n".join(problems)
+
+
 def test_error_pages_are_ours_and_chinese(client, demo):
     merchant, owner_pks, users, data_words = demo
     client.raise_request_exception = False

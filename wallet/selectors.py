@@ -135,7 +135,12 @@ def member_benefits(member: Owner) -> MemberBenefits:
             result.grants.append(HeldBenefit(str(g), g.kind, row.balance, account.unit, g.valid_until, g))
         elif account.purpose == "points" and row.balance:
             result.points.append(
-                HeldBenefit(f"points expiring end of {account.detail[3:]}", "points", row.balance, "POINT")
+                HeldBenefit(
+                    _("points expiring at the end of %(year)s") % {"year": account.detail[3:]},
+                    "points",
+                    row.balance,
+                    "POINT",
+                )
             )
     result.vip = list(
         VipMembership.objects.filter(member=member, status="active", ends_at__gte=timezone.now()).select_related(

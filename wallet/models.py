@@ -89,7 +89,7 @@ class WalletSettings(models.Model):
     # Not a limit: the portal asks the operator to confirm a second time above it (issue 11), since a
     # figure with one digit too many is easy to miss once. ¥10,000 by default.
     confirm_above_fen = fen_field(
-        _("ask for a second confirmation above (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
+        _("ask for a second confirmation above (yuan)"), default=1_000_000, validators=[MinValueValidator(0)]
     )
 
     class Meta:

@@ -146,33 +146,30 @@ def _new_account(merchant_id: int, purpose: str, unit: str, member_id=None, staf
 
 @dataclass(frozen=True, slots=True)
 class AccountSpec:
-    """Which account of a merchant: purpose, unit, holder (a member, a staff member, or neither for the
-    merchant's own) and detail (payment method, lot, …)."""
+    """Which account of a merchant: purpose, unit, holder (a member's or staff member's id, or neither for
+    the merchant's own) and detail (payment method, lot, …)."""
 
     purpose: str
     unit: str
-    member: Owner | None = None
-    staff: Staff | None = None
+    member_id: int | None = None
+    staff_id: int | None = None
     detail: str = ""
 
 
-def _identity(merchant: Merchant, spec: AccountSpec) -> tuple[str, str, str, str]:
+def _identity(spec: AccountSpec) -> tuple[str, str, str, str]:
     """(holder_key, purpose, unit, detail) of a valid spec; refuses what no account may be."""
-    purpose, member, staff = spec.purpose, spec.member, spec.staff
+    purpose, member_id, staff_id = spec.purpose, spec.member_id, spec.staff_id
     if purpose not in PURPOSES:
         raise InvalidLeg("purpose", f"Unknown account purpose '{purpose}'.")
     rule = PURPOSES[purpose]
-    if rule.holder == Holder.MEMBER and (member is None or staff is not None):
+    if rule.holder == Holder.MEMBER and (member_id is None or staff_id is not None):
         raise InvalidLeg("member", f"A {purpose} account belongs to a member.")
-    if rule.holder == Holder.STAFF and (staff is None or member is not None):
+    if rule.holder == Holder.STAFF and (staff_id is None or member_id is not None):
         raise InvalidLeg("staff", f"A {purpose} account belongs to a staff member.")
-    if rule.holder == Holder.MERCHANT and (member is not None or staff is not None):
+    if rule.holder == Holder.MERCHANT and (member_id is not None or staff_id is not None):
         raise InvalidLeg("purpose", f"A {purpose} account belongs to the merchant.")
-    for holder in (member, staff):
-        if holder is not None and holder.merchant_id != merchant.pk:
-            raise ForeignAccount("merchant", f"{holder} belongs to another merchant.")
     _check_unit(purpose, spec.unit)
-    return _holder_key(rule.holder, member and member.pk, staff and staff.pk), purpose, spec.unit, spec.detail
+    return _holder_key(rule.holder, member_id, staff_id), purpose, spec.unit, spec.detail
 
 
 def get_or_create_account(
@@ -188,33 +185,49 @@ def get_or_create_account(
 
     Race-free: concurrent callers insert with ON CONFLICT DO NOTHING and read back the one row.
     """
-    return get_or_create_accounts(merchant, [AccountSpec(purpose, unit, member, staff, detail)])[0]
+    for holder in (member, staff):
+        if holder is not None and holder.merchant_id != merchant.pk:
+            raise ForeignAccount("merchant", f"{holder} belongs to another merchant.")
+    spec = AccountSpec(purpose, unit, member and member.pk, staff and staff.pk, detail)
+    return get_or_create_accounts(merchant, [spec])[0]
 
 
 def get_or_create_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account]:
     """The accounts of `specs`, in their order, those missing created with their balance rows: one
-    query when they all exist (an operation fetches every account it posts to at once), three more
-    when some are new. Race-free as get_or_create_account."""
-    identities = [_identity(merchant, spec) for spec in specs]
-    found = _accounts_by_identity(merchant.pk, list(dict.fromkeys(identities)))
-    missing = [identity for identity in dict.fromkeys(identities) if identity not in found]
+    query when they all exist (an operation fetches every account it posts to at once), four or five
+    more when some are new. Holders are checked to be the merchant's when their account is created (an
+    existing account was checked then). Race-free as get_or_create_account."""
+    identities = [_identity(spec) for spec in specs]
+    wanted = list(dict.fromkeys(identities))
+    found = _accounts_by_identity(merchant.pk, wanted)
+    missing = [identity for identity in wanted if identity not in found]
     if missing:
         by_identity = dict(zip(identities, specs, strict=True))
+        new = [by_identity[identity] for identity in missing]
+        for model, ids, label in (
+            (Owner, {spec.member_id for spec in new if spec.member_id is not None}, "members"),
+            (Staff, {spec.staff_id for spec in new if spec.staff_id is not None}, "staff"),
+        ):
+            if ids and model.objects.filter(merchant_id=merchant.pk, pk__in=ids).count() != len(ids):
+                raise ForeignAccount("merchant", f"Some of the {label} belong to another merchant.")
         with transaction.atomic():  # an account never exists without its balance row
             Account.objects.bulk_create(
-                [
-                    _new_account(merchant.pk, spec.purpose, spec.unit, spec.member and spec.member.pk,
-                                 spec.staff and spec.staff.pk, spec.detail)
-                    for spec in (by_identity[identity] for identity in missing)
-                ],
+                [_new_account(merchant.pk, s.purpose, s.unit, s.member_id, s.staff_id, s.detail) for s in new],
                 ignore_conflicts=True,
-            )  # fmt: skip
+            )
             created = _accounts_by_identity(merchant.pk, missing)
             AccountBalance.objects.bulk_create(
                 [AccountBalance(account=a) for a in created.values() if not a.allow_negative], ignore_conflicts=True
             )
         found.update(created)
     return [found[identity] for identity in identities]
+
+
+def find_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account | None]:
+    """The accounts of `specs` that exist (None for the others), in one query; creates nothing."""
+    identities = [_identity(spec) for spec in specs]
+    found = _accounts_by_identity(merchant.pk, list(dict.fromkeys(identities)))
+    return [found.get(identity) for identity in identities]
 
 
 @functools.cache

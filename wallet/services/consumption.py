@@ -19,14 +19,19 @@ from members.models import Owner, Staff, Store
 
 from .. import rules
 from ..accounts import (
+    Purpose,
+    consumption_specs,
     grant_account,
     grant_deferred_account,
     ledger_account,
+    prefetch,
     stored_value_accounts,
     voucher_account,
+    with_spend_tally,
 )
 from ..models import (
     CommissionKind,
+    CommissionRule,
     Consumption,
     ConsumptionLine,
     Grant,
@@ -152,6 +157,10 @@ def consume(
     grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
     vouchers = {v.pk: v for v in Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk")}
 
+    prefetch(
+        merchant, consumption_specs(member, items, card is not None, grants, vouchers, settings.points_valid_years, now)
+    )
+    commission_rules = _commission_rules(items)
     principal_acct = bonus_acct = None
     principal_left = bonus_left = 0
     if card is not None:
@@ -176,7 +185,7 @@ def consume(
         line = ConsumptionLine(line_no=i, service=service, quantity=quantity, unit_price_fen=unit_price,
                                payable_fen=payable, staff=item.staff)  # fmt: skip
         legs: list = []
-        revenue = ledger_account(merchant, "revenue")
+        revenue = ledger_account(merchant, Purpose.REVENUE)
         voucher_fen = check_fen(item.voucher_fen, f"{f}.voucher_fen")
         stored_fen = check_fen(item.stored_value_fen, f"{f}.stored_value_fen")
         direct_fen = check_fen(item.direct_fen, f"{f}.direct_fen")
@@ -198,7 +207,7 @@ def consume(
             line.grant, line.uses, line.deferred_fen = grant, quantity, value
             legs += [
                 ledger.decrease(account, quantity),
-                ledger.decrease(ledger_account(merchant, "issuance", grant.unit), quantity),
+                ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), quantity),
             ]
             if value:
                 legs += [ledger.decrease(deferred, value), ledger.increase(revenue, value)]
@@ -255,7 +264,7 @@ def consume(
                                _("Say how the %(amount)s were paid."), amount=yuan(direct_fen))  # fmt: skip
                 line.direct_fen, line.payment_method = direct_fen, method
                 legs += [
-                    ledger.increase(ledger_account(merchant, "cash", detail=method), direct_fen),
+                    ledger.increase(ledger_account(merchant, Purpose.CASH, detail=method), direct_fen),
                     ledger.increase(revenue, direct_fen),
                 ]
             if payable == 0:
@@ -267,11 +276,11 @@ def consume(
             earned = line.deferred_fen if line.grant is not None else line.principal_fen + line.direct_fen
             if line.voucher_fen:
                 earned += line.voucher_fen * line.voucher.paid_fen // line.voucher.face_value_fen
-            commission = _commission(service, item.staff, payable, quantity, earned)
+            commission = _commission(service, item.staff, payable, quantity, earned, commission_rules)
             if commission:
                 line.commission_fen = commission
-                legs += [ledger.increase(ledger_account(merchant, "commission_expense"), commission),
-                         ledger.increase(ledger_account(merchant, "commission", staff=item.staff), commission)]  # fmt: skip
+                legs += [ledger.increase(ledger_account(merchant, Purpose.COMMISSION_EXPENSE), commission),
+                         ledger.increase(ledger_account(merchant, Purpose.COMMISSION, staff=item.staff), commission)]  # fmt: skip
         # Principal already earned points when it was bought if the merchant rewards buying stored value.
         eligible = line.direct_fen + (0 if settings.points_on_stored_value_purchase else line.principal_fen)
         if settings.points_on_bonus_spend:
@@ -292,7 +301,7 @@ def consume(
     )  # fmt: skip
     for line, legs in planned:
         entry = ledger.post_entry(
-            merchant=merchant, legs=legs, operation_type="consumption", operation_ref=f"{number}/{line.line_no}",
+            merchant=merchant, legs=with_spend_tally(member, legs), operation_type="consumption", operation_ref=f"{number}/{line.line_no}",
             idempotency_key=f"consumption:{number}:{line.line_no}", actor=actor, store=store, member=member,
         )  # fmt: skip
         line.consumption = consumption
@@ -322,8 +331,23 @@ def consume_with_service_record(
                    idempotency_key=idempotency_key)  # fmt: skip
 
 
-def _commission(service: Service, staff: Staff, payable: int, quantity: int, earned: int) -> int:
-    rule = service.commission_rules.filter(staff_level=staff.level).first()
+def _commission_rules(items: Sequence[ConsumptionItem]) -> dict[tuple[int, int], CommissionRule]:
+    """The per-staff-level commission rules of the lines' services, in one query: (service id, level) → rule."""
+    services = {item.service.pk for item in items if item.staff is not None}
+    if not services:
+        return {}
+    return {(r.service_id, r.staff_level): r for r in CommissionRule.objects.filter(service_id__in=services)}
+
+
+def _commission(
+    service: Service,
+    staff: Staff,
+    payable: int,
+    quantity: int,
+    earned: int,
+    by_level: dict[tuple[int, int], CommissionRule],
+) -> int:
+    rule = by_level.get((service.pk, staff.level))
     kind, value = (rule.kind, rule.value) if rule else (service.commission_kind, service.commission_value)
     if kind == CommissionKind.NONE:
         return 0

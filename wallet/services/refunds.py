@@ -26,11 +26,14 @@ from .. import permissions as wallet_permissions
 from .. import rules
 from ..accounts import (
     POINT,
+    Purpose,
     grant_account,
     grant_deferred_account,
     ledger_account,
     points_lot_expired,
+    points_lot_expiry_year,
     stored_value_accounts,
+    tally_legs,
 )
 from ..models import (
     CashRefund,
@@ -177,7 +180,7 @@ def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLin
 def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store, now) -> None:
     """Reverse a line's ledger entry whole. Points it earned that have since expired with their lot are
     gone already, so only those legs are left out; points still held but spent make the refund fail."""
-    entry = Entry.objects.get(pk=line.entry_id)
+    entry = Entry(pk=line.entry_id)  # reverse_entry locks and reads the row itself
     label = f"{line.consumption.number}/{line.line_no}"
     common = {"idempotency_key": f"refund-line:{line.pk}", "actor": actor, "operation_type": "consumption_refund",
                   "operation_ref": number, "store": store, "memo": f"{reason[:150]} ({label})"}  # fmt: skip
@@ -186,7 +189,7 @@ def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store,
         return
     except InsufficientBalance as exc:
         account = exc.account
-        if account.purpose != "points":
+        if account.purpose != Purpose.POINTS:
             raise
         if not points_lot_expired(account, now):
             raise fail(
@@ -245,10 +248,12 @@ def cash_refund_stored_value(
     number = member_services.next_business_number(merchant, "txj")
     legs = Postings([])
     legs.add(ledger.decrease(principal_acct, principal))
-    legs.add(ledger.decrease(ledger_account(merchant, "cash", detail=payment_method), payout))
-    legs.add(ledger.increase(ledger_account(merchant, "revenue"), takeback.charge_fen))  # used gifts, now paid for
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.CASH, detail=payment_method), payout))
+    legs.add(
+        ledger.increase(ledger_account(merchant, Purpose.REVENUE), takeback.charge_fen)
+    )  # used gifts, now paid for
     legs.add(ledger.decrease(bonus_acct, bonus))
-    legs.add(ledger.increase(ledger_account(merchant, "breakage"), bonus))
+    legs.add(ledger.increase(ledger_account(merchant, Purpose.BREAKAGE), bonus))
     legs.legs.extend(takeback.legs)
     legs.legs.extend(_points_clawback_legs(member, payout))
     entry = ledger.post_entry(
@@ -339,7 +344,7 @@ def _plan_gifts_takeback(member: Owner, now: datetime.datetime) -> _GiftTakeback
         if left:
             takeback.legs += [
                 ledger.decrease(grant_account(grant), left),
-                ledger.decrease(ledger_account(merchant, "issuance", grant.unit), left),
+                ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), left),
             ]
             takeback.taken.append(f"{grant}: {left} unused taken back")
         takeback.grants.append(grant)
@@ -397,7 +402,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         return []
     by_lot = dict(  # points lots are credit-normal: a credit is negative
         ledger_selectors.legs_matching(
-            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="points"
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose=Purpose.POINTS
         )
         .values("account_id")
         .annotate(t=Sum("amount"))
@@ -408,7 +413,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         return []
     bought = -(
         ledger_selectors.legs_matching(
-            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="principal"
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose=Purpose.PRINCIPAL
         ).aggregate(t=Sum("amount"))["t"]
         or 0
     )
@@ -428,8 +433,12 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     expired = sum(min(t, -by_lot[acc]) for acc, t in expired_by_lot.items())
     due = max(0, due - expired)
     lots = sorted(
-        (row for row in ledger_selectors.member_balances(member) if row.account.purpose == "points" and row.balance),
-        key=lambda row: row.account.detail,
+        (
+            row
+            for row in ledger_selectors.member_balances(member)
+            if row.account.purpose == Purpose.POINTS and row.balance
+        ),
+        key=lambda row: points_lot_expiry_year(row.account) or 0,
     )
     if sum(row.balance for row in lots) < due:
         raise fail(
@@ -445,7 +454,8 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
             legs.append(ledger.decrease(row.account, take))
             left -= take
     if due:
-        legs.append(ledger.decrease(ledger_account(member.merchant, "issuance", POINT), due))
+        legs.append(ledger.decrease(ledger_account(member.merchant, Purpose.ISSUANCE, POINT), due))
+        legs += tally_legs(member, points=-due)  # returned points no longer count as earned
     return legs
 
 
@@ -494,9 +504,9 @@ def cash_refund_grant(
     number = member_services.next_business_number(merchant, "txj")
     legs = Postings([])
     legs.add(ledger.decrease(account, left))
-    legs.add(ledger.decrease(ledger_account(merchant, "issuance", grant.unit), left))
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), left))
     legs.add(ledger.decrease(deferred, value))
-    legs.add(ledger.decrease(ledger_account(merchant, "cash", detail=payment_method), value))
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.CASH, detail=payment_method), value))
     entry = ledger.post_entry(
         merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
         idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=grant.member, memo=reason[:200],

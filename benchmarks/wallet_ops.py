@@ -30,7 +30,8 @@ the level check runs but never upgrades), a clerk, --members + --refund-members 
 stored-value cards bulk-created, and each member's history of --history ledger entries inserted by one
 SQL statement per block of entries, in time order across members (members' legs interleave as in real
 life): entry 0 a recharge of ¥1,000,000 (cash Dr, principal Cr), every 10th a recharge of ¥100, the others
-a stored-value consumption of ¥10 (principal Dr, revenue Cr, 10 points Cr to this year's lot, issuance Dr),
+a stored-value consumption of ¥10 (principal Dr, revenue Cr, 10 points Cr to this year's lot, issuance Dr, and
+the member's level tallies: ¥10 Cr to spend and 10 Cr to points_earned against the merchant's tally accounts),
 with member, operation type and balance_after set as the wallet posts them. The deferred per-entry check
 trigger is skipped for those inserts (session_replication_role = replica, when the role may) and the
 cached balances are set from the legs; ledger.selectors.reconcile over the merchant at the end checks
@@ -643,16 +644,23 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     # This year's points lot, encoded as docs/wallet.md says (exp<year earned + years valid>).
     lot = f"exp{timezone.localdate().year + WalletSettings.objects.get(merchant=merchant).points_valid_years}"
     points = ledger.get_or_create_member_accounts(merchant, "points", "POINT", owner_ids, detail=lot)
+    # The level tallies a consumption credits (wallet.accounts).
+    spends = ledger.get_or_create_member_accounts(merchant, "spend", "CNY", owner_ids)
+    earned = ledger.get_or_create_member_accounts(merchant, "points_earned", "POINT", owner_ids)
     cash = ledger.get_or_create_account(merchant, "cash", "CNY", detail="wechat")
     revenue = ledger.get_or_create_account(merchant, "revenue", "CNY")
     issuance = ledger.get_or_create_account(merchant, "issuance", "POINT")
+    tally_cny = ledger.get_or_create_account(merchant, "tally", "CNY")
+    tally_point = ledger.get_or_create_account(merchant, "tally", "POINT")
     _log(f"fixture {label}: merchant {code}, {n} members, accounts in {time.perf_counter() - t_start:.1f}s")
 
     t0 = time.perf_counter()
-    replica = _insert_history(
-        merchant.pk, store.pk, owner_ids, [principals[m].pk for m in owner_ids], [points[m].pk for m in owner_ids],
-        cash.pk, revenue.pk, issuance.pk, history,
-    )  # fmt: skip
+    accounts = {
+        "principals": [principals[m].pk for m in owner_ids], "points": [points[m].pk for m in owner_ids],
+        "spends": [spends[m].pk for m in owner_ids], "earned": [earned[m].pk for m in owner_ids], "cash": cash.pk,
+        "revenue": revenue.pk, "issuance": issuance.pk, "tally_cny": tally_cny.pk, "tally_point": tally_point.pk,
+    }  # fmt: skip
+    replica = _insert_history(merchant.pk, store.pk, owner_ids, accounts, history)
     history_s = time.perf_counter() - t0
     _log(f"fixture {label}: {n * history} history entries in {history_s:.1f}s (triggers skipped: {replica})")
 
@@ -703,8 +711,9 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
 
 _HISTORY_SQL = """
 WITH m AS (
-    SELECT * FROM unnest(%(owners)s::bigint[], %(principals)s::bigint[], %(points)s::bigint[])
-        AS m(owner_id, principal_id, points_id)
+    SELECT * FROM unnest(%(owners)s::bigint[], %(principals)s::bigint[], %(points)s::bigint[],
+                         %(spends)s::bigint[], %(earned)s::bigint[])
+        AS m(owner_id, principal_id, points_id, spend_id, earned_id)
 ), e AS (
     INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id, actor_label,
                               store_id, member_id, memo, posted_at, reverses_id, fingerprint)
@@ -717,7 +726,8 @@ WITH m AS (
     ORDER BY k, m.owner_id
     RETURNING id, member_id, idempotency_key
 ), x AS (
-    SELECT e.id, m.principal_id, m.points_id, split_part(e.idempotency_key, ':', 3)::bigint AS k
+    SELECT e.id, m.principal_id, m.points_id, m.spend_id, m.earned_id,
+           split_part(e.idempotency_key, ':', 3)::bigint AS k
     FROM e JOIN m ON m.owner_id = e.member_id
 )
 INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)
@@ -731,14 +741,18 @@ FROM x CROSS JOIN LATERAL (VALUES
     (3, x.principal_id, 'CNY', 1000, %(initial)s + 11000 * (x.k / 10) - 1000 * x.k),
     (4, %(revenue)s::bigint, 'CNY', -1000, NULL),
     (5, x.points_id, 'POINT', -10, 10 * (x.k - x.k / 10)),
-    (6, %(issuance)s::bigint, 'POINT', 10, NULL)
+    (6, %(issuance)s::bigint, 'POINT', 10, NULL),
+    (7, x.spend_id, 'CNY', -1000, 1000 * (x.k - x.k / 10)),
+    (8, %(tally_cny)s::bigint, 'CNY', 1000, NULL),
+    (9, x.earned_id, 'POINT', -10, 10 * (x.k - x.k / 10)),
+    (10, %(tally_point)s::bigint, 'POINT', 10, NULL)
 ) AS v(n, account_id, unit, amount, balance_after)
 WHERE (x.k %% 10 = 0) = (v.n <= 2)
 ORDER BY x.id, v.n
 """
 
 
-def _insert_history(merchant_id, store_id, owners, principals, points, cash, revenue, issuance, history) -> bool:
+def _insert_history(merchant_id, store_id, owners, accounts: dict, history) -> bool:
     """Each member's `history` entries (see the module docstring), block by block in time order, then the
     cached balances from the legs. Returns whether the deferred check trigger was skipped."""
     from django.db import connection, transaction
@@ -747,9 +761,8 @@ def _insert_history(merchant_id, store_id, owners, principals, points, cash, rev
         return False
     block = max(1, HISTORY_BLOCK_ROWS // max(1, len(owners)))
     replica = False
-    params = {"owners": owners, "principals": principals, "points": points, "merchant": merchant_id,
-              "store": store_id, "cash": cash, "revenue": revenue, "issuance": issuance, "initial": INITIAL_FEN,
-              "history": history}  # fmt: skip
+    params = {"owners": owners, "merchant": merchant_id, "store": store_id, "initial": INITIAL_FEN,
+              "history": history, **accounts}  # fmt: skip
     for k0 in range(0, history, block):
         k1 = min(history, k0 + block) - 1
         with transaction.atomic(), connection.cursor() as cursor:
@@ -766,7 +779,7 @@ def _insert_history(merchant_id, store_id, owners, principals, points, cash, rev
             "UPDATE ledger_accountbalance b SET balance = s.total FROM ("
             " SELECT l.account_id, -SUM(l.amount) AS total FROM ledger_leg l"
             " WHERE l.account_id = ANY(%s::bigint[]) GROUP BY l.account_id) s WHERE b.account_id = s.account_id",
-            [principals + points],
+            [accounts["principals"] + accounts["points"] + accounts["spends"] + accounts["earned"]],
         )
     return replica
 

@@ -261,3 +261,25 @@ def consumption_specs(
                 AccountSpec(Purpose.COMMISSION, CNY, staff_id=item.staff.pk),
             ]
     return specs
+
+
+def cash_refund_specs(member: Owner, payment_method: str) -> list[AccountSpec]:
+    """The accounts a cash refund of stored value posts to (the plan gifts' lots aside)."""
+    return [
+        *stored_value_specs(member),
+        AccountSpec(Purpose.CASH, CNY, detail=payment_method),
+        AccountSpec(Purpose.REVENUE, CNY),
+        AccountSpec(Purpose.BREAKAGE, CNY),
+        issuance_spec(POINT),
+        *tally_specs(member),
+    ]
+
+
+def grant_refund_specs(grant: Grant, payment_method: str) -> list[AccountSpec]:
+    """The accounts a cash refund of a coupon or entitlement lot posts to."""
+    return [
+        grant_spec(grant),
+        grant_deferred_spec(grant),
+        issuance_spec(grant.unit),
+        AccountSpec(Purpose.CASH, CNY, detail=payment_method),
+    ]

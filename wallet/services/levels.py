@@ -8,34 +8,34 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 
 from core.money import yuan
+from ledger import selectors as ledger_selectors
 from members import services as member_services
 from members.models import AuditEvent, Level, Owner
 
 from .. import selectors as wallet_selectors
+from ..accounts import level_tally_accounts
 from .checks import (
     user_or_none,
 )
 
 
 def upgrade_level(member: Owner, actor) -> None:
-    """Move the member up to the best level whose spend or points threshold they have reached. Costs one
-    query when no level above the member's has a threshold, two otherwise."""
+    """Move the member up to the best level whose spend or points threshold they have reached: one
+    query, which compares the thresholds with the member's level tallies in the database."""
     current_rank = member.level.rank if member.level_id else -1
-    above = list(
+    spend, points = level_tally_accounts(member)
+    best = (
         Level.objects.filter(merchant_id=member.merchant_id, rank__gt=current_rank)
-        .filter(Q(upgrade_spend_fen__isnull=False) | Q(upgrade_points__isnull=False))
+        .filter(
+            Q(upgrade_spend_fen__lte=ledger_selectors.balance_expression(spend))
+            | Q(upgrade_points__lte=ledger_selectors.balance_expression(points))
+        )
         .order_by("-rank")
+        .first()
     )
-    if not above:
-        return
-    consumed, points_earned = wallet_selectors.level_totals(member)
-    for level in above:
-        by_spend = level.upgrade_spend_fen is not None and consumed >= level.upgrade_spend_fen
-        by_points = level.upgrade_points is not None and points_earned >= level.upgrade_points
-        if by_spend or by_points:
-            member_services.update_owner(member, actor=actor, level=level, reason="automatic upgrade by threshold")
-            member.level = level
-            return
+    if best is not None:
+        member_services.update_owner(member, actor=actor, level=best, reason="automatic upgrade by threshold")
+        member.level = best
 
 
 _AUTOMATIC_LEVEL_CHANGE = "automatic"  # reasons of level changes made by the wallet start with this

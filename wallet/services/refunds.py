@@ -27,11 +27,14 @@ from .. import rules
 from ..accounts import (
     POINT,
     Purpose,
+    cash_refund_specs,
     grant_account,
     grant_deferred_account,
+    grant_refund_specs,
     ledger_account,
     points_lot_expired,
     points_lot_expiry_year,
+    prefetch,
     stored_value_accounts,
     tally_legs,
 )
@@ -137,7 +140,7 @@ def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLin
     locked = list(
         ConsumptionLine.objects.select_for_update(of=("self",))
         .filter(pk__in=ids)
-        .select_related("consumption", "service")
+        .select_related("consumption__store", "service")
         .order_by("pk")
     )
     for line in locked:
@@ -227,6 +230,7 @@ def cash_refund_stored_value(
     lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = lock_card(member, create=False)
     now = timezone.now()
+    prefetch(merchant, cash_refund_specs(member, payment_method))
     principal_acct, bonus_acct = stored_value_accounts(member)
     current = ledger_selectors.balances([principal_acct, bonus_acct])
     principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
@@ -478,7 +482,7 @@ def cash_refund_grant(
     reason = required_reason(reason, _("A refund needs a reason."))
     # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
     lock_members([grant.member_id])
-    grant = Grant.objects.select_for_update().get(pk=grant.pk)
+    grant = Grant.objects.select_for_update(of=("self",)).select_related("member").get(pk=grant.pk)
     if grant.status != Grant.Status.ACTIVE:
         raise fail(
             "grant",
@@ -495,6 +499,7 @@ def cash_refund_grant(
             grant=str(grant),
             date=f"{timezone.localtime(grant.valid_until):%Y-%m-%d}",
         )
+    prefetch(merchant, grant_refund_specs(grant, payment_method))
     account = grant_account(grant)
     left = ledger_selectors.balance(account)
     if left == 0:

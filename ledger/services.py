@@ -16,13 +16,14 @@ import functools
 import hashlib
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from members.models import Merchant, Owner, Staff, Store
@@ -573,17 +574,25 @@ def _insert_legs_sql(legs: int) -> str:
 class _PreparedCursor:
     """A server-side-binding psycopg cursor on Django's own connection (so inside the same transaction)
     that prepares each statement: Django's default cursor binds on the client and never prepares,
-    which costs the database a parse and plan per statement. Errors come out as Django's."""
+    which costs the database a parse and plan per statement. Errors come out as Django's. Its statements
+    are logged where Django logs its own (connection.queries under DEBUG, CaptureQueriesContext and so
+    django_assert_num_queries), so query counts see them as well."""
 
     def __init__(self, conn):
         import psycopg
 
+        self._conn = conn
         self._cursor = psycopg.Cursor(conn.connection)
         self._wrap_errors = conn.wrap_database_errors
 
     def execute(self, sql: str, params, prepare: bool = True) -> None:
-        with self._wrap_errors:
-            self._cursor.execute(sql, params, prepare=prepare)
+        start = time.monotonic() if self._conn.queries_logged else None
+        try:
+            with self._wrap_errors:
+                self._cursor.execute(sql, params, prepare=prepare)
+        finally:
+            if start is not None:
+                self._conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
 
     def fetchone(self):
         return self._cursor.fetchone()
@@ -792,40 +801,45 @@ def reverse_entry(
     entry moved net of earlier reversals). The chosen parts must balance per unit. Only `entry.pk` is
     read from `entry`.
 
-    Three statements: the original locked together with any entry already holding the key, the legs of
-    the original and its reversals with their accounts, the post. Inside a caller's transaction no
-    savepoint is taken: refusals are raised in Python and the post refuses without a database error."""
+    Three statements: the original's row locked, then (a new statement, so that it sees the reversals
+    committed while it waited for the lock) the legs of the original and its reversals with their
+    entries and accounts, then the post. Inside a caller's transaction no savepoint is taken: refusals
+    are raised in Python and the post refuses without a database error."""
     conn = connections[DEFAULT_DB_ALIAS]
     block = contextlib.nullcontext() if conn.in_atomic_block else transaction.atomic(using=conn.alias)
     with block:
         pk = entry.pk
-        merchant_of = Entry.objects.filter(pk=pk).values("merchant_id")
-        rows = list(  # the original's lock serialises reversals of one entry
-            Entry.objects.select_for_update().filter(
-                Q(pk=pk) | Q(idempotency_key=idempotency_key, merchant_id=Subquery(merchant_of))
-            )
-        )
-        original = next((row for row in rows if row.pk == pk), None)
-        if original is None:
+        # Serialises reversals of one entry. Only the lock: in READ COMMITTED a statement that waited for
+        # a lock still reads other rows as of its start, so the legs are read by the next statement.
+        if not Entry.objects.select_for_update().filter(pk=pk).values_list("pk").exists():
             raise Entry.DoesNotExist(f"Entry #{pk} does not exist.")
-        existing = next((row for row in rows if row.idempotency_key == idempotency_key), None)
+        legs = list(
+            Leg.objects.filter(
+                entry_id__in=Entry.objects.filter(Q(pk=pk) | Q(reverses_id=pk)).values("pk")
+            ).select_related("entry", "account")
+        )
+        original = next(leg.entry for leg in legs if leg.entry_id == pk)
         if original.reverses_id is not None:
             raise ReversalError("entry", f"Entry #{original.pk} is itself a reversal; post a new entry instead.")
-        if existing is not None and amounts is None:
-            if existing.reverses_id != original.pk:
-                raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
-            existing.balances_after = None
-            return existing
+        if amounts is None:
+            # A retry of this reversal is among its legs' entries. A key held by an unrelated entry shows at
+            # the post (taken, other content: IdempotencyConflict) or, with nothing left, just below.
+            existing = next((leg.entry for leg in legs if leg.entry.idempotency_key == idempotency_key), None)
+            if existing is not None:
+                if existing.reverses_id != original.pk:
+                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
+                existing.balances_after = None
+                return existing
         remaining: dict[int, int] = defaultdict(int)
         accounts: dict[int, Account] = {}
-        for leg in Leg.objects.filter(
-            entry_id__in=Entry.objects.filter(Q(pk=pk) | Q(reverses_id=pk)).values("pk")
-        ).select_related("account"):
+        for leg in legs:
             remaining[leg.account_id] += leg.amount
             accounts[leg.account_id] = leg.account
         if amounts is None:
             chosen = {acc_id: left for acc_id, left in remaining.items() if left}
             if not chosen:
+                if Entry.objects.filter(merchant_id=original.merchant_id, idempotency_key=idempotency_key).exists():
+                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
                 raise ReversalError("entry", f"Entry #{original.pk} is already fully reversed.")
         else:
             chosen = {}

@@ -86,17 +86,19 @@ class MemberDetailView(LoginRequiredMixin, TemplateView):
             benefits=self.benefits,
             totals=wallet_selectors.member_totals(member),
             recharges=wallet_selectors.recharges_of(member)
-            .select_related("store", "operator")
+            .select_related("store__merchant", "operator")
             .prefetch_related(
                 "lines__plan", "lines__coupon_template", "lines__package", "lines__voucher_template", "lines__vip_type"
             )[:50],
             consumptions=wallet_selectors.consumptions_of(member)
-            .select_related("store", "service_record")
+            .select_related("store__merchant", "service_record")
             .prefetch_related("lines__staff", "lines__grant__coupon_template", "lines__grant__service")[:50],
-            entitlement_refunds=entitlement_refunds.select_related("store").prefetch_related("lines__consumption")[:50],
-            cash_refunds=cash_refunds.select_related("store", "grant")[:50],
+            entitlement_refunds=entitlement_refunds.select_related("store__merchant").prefetch_related(
+                "lines__consumption"
+            )[:50],
+            cash_refunds=cash_refunds.select_related("store__merchant", "grant")[:50],
             service_records=wallet_selectors.service_records_of(member)
-            .select_related("staff", "store")
+            .select_related("staff", "store__merchant")
             .prefetch_related("consumptions")[:50],
             statement=self.principal_statement(),
             statement_days=STATEMENT_DAYS,

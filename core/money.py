@@ -4,8 +4,10 @@ yuan with two places and thousands separators for people."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from .errors import fail
@@ -63,3 +65,50 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     fen = abs(fen)
     return f"{sign}¥{fen // 100:,}.{fen % 100:02d}"
+
+
+# 万 (10^4) and 亿 (10^8): how Chinese readers group large figures. From 10万 up a figure is shown in
+# 万, from 1亿 up in 亿, with two decimals rounded half up; smaller figures stay exact.
+_WAN = 10**4
+_YI = 10**8
+_LARGE_FROM = 10 * _WAN
+
+
+def _short_figure(value: Decimal, large_from: int = _LARGE_FROM) -> str | None:
+    """'1,234.57万' / '1.23亿' for a non-negative figure of at least `large_from` (10万); None below that.
+    Only when the active language is Chinese: other languages read the exact figure with its separators."""
+    if value < large_from or not (translation.get_language() or settings.LANGUAGE_CODE).startswith("zh"):
+        return None
+    cents = Decimal("0.01")
+    short, unit = (value / _WAN).quantize(cents, rounding=ROUND_HALF_UP), "万"
+    if short >= _WAN:  # 9,999.995万 and up round to 1.00亿, not 10,000.00万
+        short, unit = (value / _YI).quantize(cents, rounding=ROUND_HALF_UP), "亿"
+    return f"{short:,}{unit}"
+
+
+def yuan_short(fen: int) -> str:
+    """For people where a figure is large (dashboards): yuan() below ¥100,000; from there in 万 and
+    亿 with two decimals, rounded half up: 1234567800 → '¥1,234.57万', 12345678900 → '¥1.23亿'."""
+    short = _short_figure(Decimal(abs(fen)) / 100)
+    if short is None:
+        return yuan(fen)
+    return f"{'-' if fen < 0 else ''}¥{short}"
+
+
+def count_short(count: int) -> str:
+    """A count for people: separators below 100,000 ('12,345'), 万 and 亿 above ('12.35万')."""
+    short = _short_figure(Decimal(abs(count)))
+    if short is None:
+        return f"{count:,}"
+    return f"{'-' if count < 0 else ''}{short}"
+
+
+def yuan_large(fen: int) -> str:
+    """For an amount an operator confirms: yuan() and, from ¥10,000 on, the figure in 万 or 亿 beside it:
+    123456789 → '¥1,234,567.89（≈123.46万）'. The exact amount with separators stays the one to check; the
+    万/亿 figure makes an extra digit visible (it changes tenfold). Chinese only, like yuan_short."""
+    exact = yuan(fen)
+    short = _short_figure(Decimal(abs(fen)) / 100, large_from=_WAN)
+    if short is None:
+        return exact
+    return f"{exact}（≈{'-' if fen < 0 else ''}{short}）"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -162,6 +162,49 @@ def statement(
         result.lines.append(
             StatementLine(leg.entry_id, leg.entry.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
                           leg.entry.memo, leg.amount * sign, running)
+        )  # fmt: skip
+    return result
+
+
+@dataclass
+class StatementPage(Statement):
+    """One page of a statement: `lines` are rows offset..offset+limit of the range (oldest first) with
+    their running balance; `line_count` and `range_closing` describe the whole range."""
+
+    line_count: int = 0
+    range_closing: int = 0
+
+
+def statement_page(
+    account: Account,
+    start: datetime.date | datetime.datetime,
+    end: datetime.date | datetime.datetime,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+) -> StatementPage:
+    """Like `statement`, one page at a time, in three queries whatever the number of legs: the opening
+    balance, the range's count and sum, and the page's legs with a running sum (a window function, so
+    the balance of a line on page 40 needs no earlier page)."""
+    start_at, end_at = _local_bounds(start, end)
+    sign = account.normal_sign
+    opening = Leg.objects.filter(account=account, entry__posted_at__lt=start_at).aggregate(
+        t=Coalesce(Sum("amount"), 0)
+    )["t"]
+    legs = Leg.objects.filter(account=account, entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+    summary = legs.aggregate(n=Count("id"), t=Coalesce(Sum("amount"), 0))
+    result = StatementPage(account=account, start=start_at, end=end_at, opening=opening * sign,
+                           line_count=summary["n"], range_closing=(opening + summary["t"]) * sign)  # fmt: skip
+    order = [F("entry__posted_at").asc(), F("id").asc()]
+    rows = (
+        legs.select_related("entry")
+        .annotate(running=Window(Sum("amount"), order_by=order))
+        .order_by("entry__posted_at", "id")[offset : offset + limit]
+    )
+    for leg in rows:
+        result.lines.append(
+            StatementLine(leg.entry_id, leg.entry.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
+                          leg.entry.memo, leg.amount * sign, (opening + leg.running) * sign)
         )  # fmt: skip
     return result
 

@@ -12,10 +12,22 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.errors import fail
+
 MAINLAND_MOBILE_RE = r"^1[3-9]\d{9}$"
 mobile_validator = RegexValidator(
     MAINLAND_MOBILE_RE, _("Enter an 11-digit mainland mobile number starting with 13–19.")
 )
+
+
+def check_merchant_of(obj: models.Model | None, merchant_id: int | None, field: str) -> None:
+    """The one merchant check: a related row an action or a catalog row receives is of its merchant (code
+    other_merchant). The message names the kind of row only, never another merchant's names or ids. No
+    row, or no merchant yet (a row being built), is nothing to check."""
+    if obj is not None and merchant_id and obj.merchant_id != merchant_id:
+        raise fail(
+            field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
+        )
 
 
 class Merchant(models.Model):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from . import roles
-from .models import Level, MemberCard, Merchant, Owner, Room, Staff, Store
+from .models import AuditEvent, Level, MemberCard, Merchant, Owner, Room, Staff, Store
 
 
 def is_platform_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -100,3 +103,87 @@ def operable_stores(user: AbstractBaseUser, merchant: Merchant) -> QuerySet[Stor
 
 def active_staff_for(merchant: Merchant) -> QuerySet[Staff]:
     return Staff.objects.filter(merchant=merchant, is_active=True).order_by("name", "pk")
+
+
+# ---------------------------------------------------------------- read scope of store records
+
+
+@dataclass(frozen=True)
+class RecordScope:
+    """Which records made at a store (recharges, consumptions, refunds, service records) a user reads
+    in lists, exports and dashboards. Members stay merchant-wide (owners_visible_to); records are read
+    where the user works: a platform admin everywhere, a merchant admin throughout their merchant
+    (records made at no store included), any other role at the stores where it holds
+    `members.view_store` (every store role grants it on the stores it is granted on)."""
+
+    merchant_ids: tuple[int, ...] | None  # None: every merchant
+    store_ids: tuple[int, ...] | None  # None: every store of those merchants, and records made at no store
+
+    @property
+    def is_empty(self) -> bool:
+        return self.merchant_ids == () or self.store_ids == ()
+
+    def apply(self, queryset: QuerySet, merchant_path: str = "merchant", store_path: str = "store") -> QuerySet:
+        """Rows of `queryset` in the scope; `store_path` "" for rows that belong to no store (the scope's
+        merchants then decide alone)."""
+        if self.is_empty:
+            return queryset.none()
+        if self.merchant_ids is not None:
+            queryset = queryset.filter(**{f"{merchant_path}__in": self.merchant_ids})
+        if self.store_ids is not None and store_path:
+            queryset = queryset.filter(**{f"{store_path}__in": self.store_ids})
+        return queryset
+
+    def narrow(self, *, merchant_id: int | None = None, store: Store | None = None) -> RecordScope:
+        """The part of this scope at one merchant and/or one store (a filter); empty when the user may not
+        read there. A store narrows to its merchant's records at that store only."""
+        scope = self
+        if merchant_id is not None:
+            allowed = scope.merchant_ids is None or merchant_id in scope.merchant_ids
+            scope = RecordScope((merchant_id,) if allowed else (), scope.store_ids)
+        if store is not None:
+            allowed = (scope.merchant_ids is None or store.merchant_id in scope.merchant_ids) and (
+                scope.store_ids is None or store.pk in scope.store_ids
+            )
+            scope = RecordScope((store.merchant_id,) if allowed else (), (store.pk,) if allowed else ())
+        return scope
+
+    def stores(self) -> QuerySet[Store]:
+        """The stores whose records this scope reads."""
+        return self.apply(Store.objects.select_related("merchant"), "merchant", "pk").order_by("merchant_id", "code")
+
+    def merchants(self) -> QuerySet[Merchant]:
+        if self.is_empty:
+            return Merchant.objects.none()
+        if self.merchant_ids is None:
+            return Merchant.objects.all()
+        return Merchant.objects.filter(pk__in=self.merchant_ids)
+
+
+_UNKNOWN = object()
+
+
+def record_scope(
+    user: AbstractBaseUser | AnonymousUser, *, staff: Staff | None | object = _UNKNOWN, platform: bool | None = None
+) -> RecordScope:
+    """The records the user reads (see RecordScope); nothing for strangers and inactive staff. A caller
+    that has already looked up the user's staff record and platform role passes them (fewer queries)."""
+    if not user.is_authenticated or not user.is_active:
+        return RecordScope((), ())
+    if platform if platform is not None else is_platform_admin(user):
+        return RecordScope(None, None)
+    staff = staff_of(user) if staff is _UNKNOWN else staff
+    merchant = staff.merchant if isinstance(staff, Staff) else None
+    if merchant is None:
+        return RecordScope((), ())
+    if user.groups.filter(name=roles.MERCHANT_ADMIN).exists():
+        return RecordScope((merchant.pk,), None)
+    stores = stores_where(user, "members.view_store").filter(merchant=merchant).values_list("pk", flat=True)
+    return RecordScope((merchant.pk,), tuple(sorted(stores)))
+
+
+def audit_events_of(owner: Owner) -> QuerySet[AuditEvent]:
+    """The audit history of a member (events whose target is the member), newest first."""
+    return AuditEvent.objects.filter(
+        merchant_id=owner.merchant_id, content_type=ContentType.objects.get_for_model(Owner), object_id=str(owner.pk)
+    ).select_related("actor")

@@ -18,7 +18,18 @@ from guardian.shortcuts import assign_perm, remove_perm
 from core.errors import fail
 
 from . import numbering, roles, selectors
-from .models import AuditEvent, Level, MemberCard, Merchant, Owner, Room, Staff, Store, mobile_validator
+from .models import (
+    AuditEvent,
+    Level,
+    MemberCard,
+    Merchant,
+    Owner,
+    Room,
+    Staff,
+    Store,
+    check_merchant_of,
+    mobile_validator,
+)
 
 User = get_user_model()
 
@@ -93,6 +104,15 @@ def clean_text(value: str | None, field: str, *, required: bool = False, max_len
     return text
 
 
+def required_reason(reason: str | None, message: Any = None, *, max_length: int | None = None) -> str:
+    """The reason an action needs (a status change, a refund, free value): required, stripped, no NUL,
+    within `max_length`. `message` says what the reason is for. The one home of "a reason is required"."""
+    text = clean_text(reason, "reason", max_length=max_length)
+    if not text:
+        raise fail("reason", "reason_required", message or _("A reason is required."))
+    return text
+
+
 def _mobile_taken(mobile: str) -> ValidationError:
     return fail(
         "mobile", "mobile_taken", _("Mobile %(mobile)s is already registered with this merchant."), mobile=mobile
@@ -146,8 +166,7 @@ def _validate_rooms(merchant: Merchant, rooms: Iterable[Room]) -> list[Room]:
 
 
 def _validate_level(merchant: Merchant, level: Level | None) -> Level | None:
-    if level is not None and level.merchant_id != merchant.pk:
-        raise fail("level", "other_merchant", _("The level belongs to another merchant."))
+    check_merchant_of(level, merchant.pk, "level")
     return level
 
 
@@ -280,9 +299,7 @@ def update_owner(
 def set_owner_status(owner: Owner, status: str, *, actor: AbstractBaseUser | None, reason: str) -> Owner:
     if status not in Owner.Status.values:
         raise fail("status", "status_unknown", _("Unknown member status."))
-    reason = clean_text(reason, "reason")
-    if not reason:
-        raise fail("reason", "reason_required", _("A reason is required to change a member's status."))
+    reason = required_reason(reason, _("A reason is required to change a member's status."))
     owner = Owner.objects.select_for_update().get(pk=owner.pk)
     if owner.status == Owner.Status.CLOSED:
         raise fail("status", "membership_closed", _("A closed membership cannot be reopened."))
@@ -428,8 +445,7 @@ def create_staff(
 def grant_store_role(staff: Staff, store: Store, role: str, *, actor: AbstractBaseUser | None) -> None:
     """Grant `role` to the staff member on `store` only: object permissions on that store, nothing wider."""
     validate_staff_fields(staff.merchant, actor=actor, staff=staff, role=role)
-    if store.merchant_id != staff.merchant_id:
-        raise fail("store", "other_merchant", _("The store belongs to another merchant."))
+    check_merchant_of(store, staff.merchant_id, "store")
     staff.stores.add(store)
     staff.user.groups.add(Group.objects.get(name=role))
     for codename in roles.STORE_PERMISSIONS[role]:

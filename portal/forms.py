@@ -1,7 +1,12 @@
 """Operator forms of the portal. Plain Django forms: they parse input (amounts in yuan through
-ledger.money.parse_fen, choices limited to the member's merchant and the operator's stores) and
-build the arguments of the wallet services. The services decide everything else; their
-ValidationErrors come back onto the form through `add_service_error`."""
+core.money.parse_fen, choices limited to the member's merchant and the operator's stores) and
+build the arguments of the wallet services. The services decide everything else (a line's price and
+how its funding splits included: wallet.services.funded_item); their ValidationErrors come back onto
+the form through `add_service_error`.
+
+A form with kinds (a recharge's line kind, a consumption's funding) shows the fields of the chosen
+kind only (`layout`, rendered by viewflow's Material form renderer) and refuses a value posted in a
+field of another kind rather than ignoring it."""
 
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
+from viewflow.forms import Layout, Row
 
-from core.money import yuan
-from ledger.money import parse_fen
+from core.money import parse_fen, yuan
 from members import selectors as member_selectors
 from members.models import Owner, Store
 from wallet import permissions as wallet_permissions
@@ -30,6 +35,14 @@ class MemberSearchForm(forms.Form):
     q = forms.CharField(label=_("Member number, name or mobile"), required=False, max_length=50)
 
 
+class SummaryLayout(Layout):
+    """viewflow's Layout without its own list of non-field errors: the page's error banner lists every
+    error of the form (non-field and field) above it, and each field shows its own."""
+
+    def append_non_field_errors(self, form, root) -> None:
+        return None
+
+
 class OperationForm(forms.Form):
     """A form that runs one wallet operation for one member at one of the operator's stores.
 
@@ -41,6 +54,12 @@ class OperationForm(forms.Form):
 
     # Service error keys (the part after "items[n]." for line errors) → form field; None = non-field.
     error_fields: dict[str, str | None] = {}
+
+    # Forms with kinds: the field holding the kind, and per kind the fields only that kind takes. The
+    # fields of all kinds (`common_fields`) are shown with every kind.
+    kind_field: str = ""
+    kind_fields: dict[str, tuple[str, ...]] = {}
+    common_fields: tuple = ()
 
     def __init__(self, *args, member: Owner, stores: QuerySet[Store], user, **kwargs):
         initial = kwargs.setdefault("initial", {})
@@ -55,6 +74,60 @@ class OperationForm(forms.Form):
     @property
     def idempotency_key(self) -> str:
         return str(self.cleaned_data["token"])
+
+    @property
+    def chosen_kind(self) -> str:
+        """The kind posted (or given as initial, from the page's kind step); "" if none or unknown."""
+        if not self.kind_field:
+            return ""
+        value = self[self.kind_field].value()
+        return value if value in self.kind_fields else ""
+
+    @property
+    def layout(self) -> Layout:
+        """viewflow's Material layout of the fields to show: the common ones and the chosen kind's."""
+        rows = [Row(*row) if isinstance(row, tuple) else row for row in self.common_fields]
+        if self.kind_field:
+            own = self.kind_fields.get(self.chosen_kind, ())
+            position = rows.index("__kind__")
+            rows[position : position + 1] = [Row(*own)] if own else []
+        return SummaryLayout(*rows)
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get(self.kind_field) if self.kind_field else None
+        if kind:
+            # A value typed under another kind is refused, never silently dropped: the operator meant something.
+            for other, names in self.kind_fields.items():
+                for name in names:
+                    if name in self.kind_fields[kind] or name in self.errors:
+                        continue
+                    if any(str(v).strip() for v in self.data.getlist(self.add_prefix(name))):
+                        self.add_error(
+                            name,
+                            _("%(field)s is not part of this kind of operation (%(kind)s); clear it or choose %(other)s.")
+                            % {"field": self.fields[name].label, "kind": self.kind_label(kind),
+                               "other": self.kind_label(other)},
+                        )  # fmt: skip
+        return cleaned
+
+    @property
+    def chosen_kind_label(self) -> str:
+        return self.kind_label(self.chosen_kind) if self.chosen_kind else ""
+
+    def kind_label(self, kind: str) -> str:
+        return str(dict(self.fields[self.kind_field].choices).get(kind, kind))
+
+    def error_summary(self) -> list[dict]:
+        """Every error of the form for the banner above it: non-field errors, then each field's with its label."""
+        summary = [{"label": "", "message": str(m), "id": ""} for m in self.non_field_errors()]
+        for name, errors in self.errors.items():
+            if name == forms.forms.NON_FIELD_ERRORS:
+                continue
+            bound = self[name]
+            label = bound.label if not bound.is_hidden else _("Form")
+            summary += [{"label": label, "message": str(m), "id": bound.auto_id} for m in errors]
+        return summary
 
     def add_service_error(self, exc: ValidationError) -> None:
         """Show a service's ValidationError on the form: known keys on their field, the rest as non-field errors."""
@@ -82,8 +155,11 @@ class RechargeForm(OperationForm):
     ]
     _NEEDS = {"plan": "plan", "stored_value": "amount", "coupon": "coupon_template", "package": "package"}
 
-    payment_method = forms.ChoiceField(label=_("Payment method"), choices=PaymentMethod.choices)
-    kind = forms.ChoiceField(label=_("Line"), choices=KINDS, initial="plan", widget=forms.RadioSelect)
+    # No default: the operator says how the member paid, every time.
+    payment_method = forms.ChoiceField(
+        label=_("Payment method"), choices=[("", _("Choose how the member paid")), *PaymentMethod.choices]
+    )
+    kind = forms.ChoiceField(label=_("Kind"), choices=KINDS, widget=forms.HiddenInput)
     plan = forms.ModelChoiceField(label=_("Recharge plan"), queryset=None, required=False)
     amount = forms.CharField(label=_("Stored value (yuan)"), required=False, max_length=16)
     bonus = forms.CharField(label=_("Bonus (yuan)"), required=False, max_length=16)
@@ -93,6 +169,14 @@ class RechargeForm(OperationForm):
     note = forms.CharField(label=_("Note"), required=False, max_length=200)
 
     error_fields = {"amount_fen": "amount", "bonus_fen": "bonus", "items": None}
+    kind_field = "kind"
+    kind_fields = {
+        "plan": ("plan", "quantity"),
+        "stored_value": ("amount", "bonus", "quantity"),
+        "coupon": ("coupon_template", "quantity"),
+        "package": ("package", "quantity"),
+    }
+    common_fields = (("store", "payment_method"), "__kind__", "note")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -143,25 +227,20 @@ class RechargeForm(OperationForm):
 
 
 class ConsumptionForm(OperationForm):
-    """One service × quantity with its service record. The payable amount is the service's price for the
-    member × quantity; it is taken whole from the chosen source (a voucher may cover part of it)."""
+    """One service × quantity with its service record, paid whole from the chosen source (a voucher may
+    cover part of it); the wallet prices the line and splits its funding (`funded_item`)."""
 
     prefix = "consume"
 
-    FUNDING = [
-        ("stored_value", _("Stored value")),
-        ("direct", _("Direct payment")),
-        ("grant", _("Coupon / entitlement uses")),
-        ("voucher", _("Voucher")),
-    ]
+    FUNDING = wallet_services.Funding.choices
 
     service = forms.ModelChoiceField(label=_("Service"), queryset=None)
     quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=wallet_rules.MAX_LINE_QUANTITY, initial=1)
     staff = forms.ModelChoiceField(label=_("Served by"), queryset=None)
-    funding = forms.ChoiceField(label=_("Paid with"), choices=FUNDING, initial="stored_value", widget=forms.RadioSelect)
+    funding = forms.ChoiceField(label=_("Paid with"), choices=FUNDING, widget=forms.HiddenInput)
     payment_method = forms.ChoiceField(
         label=_("Payment method"),
-        choices=[("", "---------"), *PaymentMethod.choices],
+        choices=[("", _("Choose how the member paid")), *PaymentMethod.choices],
         required=False,
         help_text=_("For direct payment, and for the rest of a voucher-funded line (otherwise stored value)."),
     )
@@ -183,6 +262,14 @@ class ConsumptionForm(OperationForm):
         "voucher_fen": "voucher_amount",
         "items": None,
     }
+    kind_field = "funding"
+    kind_fields = {
+        "stored_value": (),
+        "direct": ("payment_method",),
+        "grant": ("grant",),
+        "voucher": ("voucher", "voucher_amount", "payment_method"),
+    }
+    common_fields = (("store", "staff"), ("service", "quantity"), "__kind__", "notes", "tags")
 
     def __init__(self, *args, benefits: wallet_selectors.MemberBenefits | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -238,25 +325,11 @@ class ConsumptionForm(OperationForm):
 
     def item(self) -> wallet_services.ConsumptionItem:
         cd = self.cleaned_data
-        service, quantity, funding = cd["service"], cd["quantity"], cd["funding"]
-        item = wallet_services.ConsumptionItem(service=service, quantity=quantity, staff=cd["staff"])
-        if funding == "grant":
-            item.grant = cd["grant"]
-            return item
-        payable = wallet_services.unit_price_for(self.member, service) * quantity
-        if funding == "stored_value":
-            item.stored_value_fen = payable
-        elif funding == "direct":
-            item.direct_fen, item.payment_method = payable, cd["payment_method"]
-        else:  # voucher, with any rest paid directly (when a method is given) or from stored value
-            item.voucher = cd["voucher"]
-            item.voucher_fen = cd.get("voucher_fen", payable)
-            rest = max(payable - item.voucher_fen, 0)
-            if rest and cd.get("payment_method"):
-                item.direct_fen, item.payment_method = rest, cd["payment_method"]
-            else:
-                item.stored_value_fen = rest
-        return item
+        return wallet_services.funded_item(
+            self.member, cd["service"], cd["quantity"], funding=cd["funding"], staff=cd["staff"],
+            grant=cd.get("grant"), voucher=cd.get("voucher"), voucher_fen=cd.get("voucher_fen"),
+            payment_method=cd.get("payment_method") or "",
+        )  # fmt: skip
 
 
 class _LineChoiceField(forms.ModelMultipleChoiceField):
@@ -294,6 +367,10 @@ class RefundForm(OperationForm):
         },
     )
     reason = forms.CharField(label=_("Reason"), max_length=200)
+
+    # The lines are a table of their own on the page (number, service, how each was paid); the layout
+    # renders the rest.
+    common_fields = ("store", "reason")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

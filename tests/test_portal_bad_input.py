@@ -16,6 +16,7 @@ from members import services as member_services
 from members.models import AuditEvent, Owner, Staff
 from portal.forms import ConsumptionForm, RechargeForm, RefundForm
 from tests.factories import MerchantFactory, make_owner, make_staff
+from tests.portal_helpers import post_confirmed
 from tests.wallet_helpers import Shop, load_plan, make_shop
 from wallet import rules, services
 from wallet.models import Consumption, EntitlementRefund, Recharge, ServiceRecord
@@ -63,8 +64,10 @@ def _valid(shop: Shop, form: str) -> dict:
 
 
 def _post(client, shop: Shop, form: str, fields: dict):
+    """Post the form and confirm whatever confirmation page comes back: bad input must be refused
+    even by an operator who clicks through (the form's errors, or the service's)."""
     url = reverse(f"members:{form}", kwargs={"pk": shop.member.pk})
-    return client.post(url, {f"{form}-{k}": v for k, v in fields.items()})
+    return post_confirmed(client, url, {f"{form}-{k}": v for k, v in fields.items()})
 
 
 FORM_CONTEXT = {"recharge": "recharge_form", "consume": "consumption_form", "refund": "refund_form"}

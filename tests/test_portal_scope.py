@@ -16,6 +16,7 @@ from ledger.models import Entry
 from members import permissions, roles
 from members.models import Store
 from tests.factories import StoreFactory, make_owner, make_staff
+from tests.portal_helpers import post_confirmed
 from tests.wallet_helpers import Shop, load_plan, make_shop
 from wallet import permissions as wallet_permissions
 from wallet import selectors, services
@@ -95,7 +96,7 @@ def _counts() -> tuple:
 def _refund(client, s: Scene, lines, store=None, member=None):
     data = {"refund-token": str(uuid.uuid4()), "refund-store": (store or s.store2).pk,
             "refund-lines": [line.pk for line in lines], "refund-reason": "顾客投诉"}  # fmt: skip
-    return client.post(reverse("members:refund", kwargs={"pk": (member or s.a.member).pk}), data)
+    return post_confirmed(client, reverse("members:refund", kwargs={"pk": (member or s.a.member).pk}), data)
 
 
 # ---------------------------------------------------------------- refunds across stores
@@ -121,7 +122,7 @@ def test_refund_needs_the_permission_of_the_store_each_line_was_rung_up_at(
     user = getattr(scene, who)
     lines = [getattr(scene, name) for name in line_names]
     client.force_login(user)
-    page = client.get(reverse("members:member", kwargs={"pk": scene.a.member.pk})).content.decode()
+    page = client.get(reverse("members:refund", kwargs={"pk": scene.a.member.pk})).content.decode()
     offered = {line.pk for line in lines if f'name="refund-lines" value="{line.pk}"' in page}
     before = _counts()
     store = scene.store1 if who == "op1" else scene.store2
@@ -263,7 +264,7 @@ def test_forged_ids_in_operator_forms_are_field_errors_and_post_nothing(
     client.force_login(scene.op1)
     data = build(scene)
     before = _counts()
-    response = client.post(reverse(f"members:{url_name}", kwargs={"pk": scene.a.member.pk}), data)
+    response = post_confirmed(client, reverse(f"members:{url_name}", kwargs={"pk": scene.a.member.pk}), data)
     assert response.status_code == 200
     assert field in response.context[form_name].errors, response.context[form_name].errors
     assert _counts() == before

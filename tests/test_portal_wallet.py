@@ -1,5 +1,5 @@
 """The portal's Members area: member search, the member page and the operator forms, through the
-Django test client."""
+Django test client. The operator pages go form → confirmation → recorded (tests/portal_helpers)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.urls import reverse
 from ledger.models import Entry
 from members import roles
 from tests.factories import StoreFactory, make_owner, make_staff
+from tests.portal_helpers import post_confirmed
 from tests.wallet_helpers import Shop, load_plan, make_shop
 from wallet import selectors, services
 from wallet.models import Consumption, ConsumptionLine, EntitlementRefund, Recharge, ServiceRecord
@@ -46,7 +47,7 @@ def post_recharge(client, shop: Shop, token: str | None = None, **fields):
         "recharge-bonus": "20", "recharge-quantity": "1", "recharge-note": "",
     }  # fmt: skip
     data.update({f"recharge-{k}": v for k, v in fields.items()})
-    return client.post(reverse("members:recharge", kwargs={"pk": shop.member.pk}), data, follow=True)
+    return post_confirmed(client, reverse("members:recharge", kwargs={"pk": shop.member.pk}), data, follow=True)
 
 
 def post_consumption(client, shop: Shop, service, **fields):
@@ -56,7 +57,7 @@ def post_consumption(client, shop: Shop, service, **fields):
         "consume-notes": "", "consume-tags": "",
     }  # fmt: skip
     data.update({f"consume-{k}": v for k, v in fields.items()})
-    return client.post(reverse("members:consume", kwargs={"pk": shop.member.pk}), data, follow=True)
+    return post_confirmed(client, reverse("members:consume", kwargs={"pk": shop.member.pk}), data, follow=True)
 
 
 def test_login_is_required(client, shop):
@@ -96,8 +97,16 @@ def test_member_page_renders_and_another_merchants_member_is_404(operator_client
     assert response.status_code == 200
     body = response.content.decode()
     assert shop.member.member_number in body
-    assert "¥1000.00" in body and "¥200.00" in body  # principal and bonus of the plan, in yuan
-    assert 'name="recharge-token"' in body and 'name="consume-token"' in body
+    assert "¥1,000.00" in body and "¥200.00" in body  # principal and bonus of the plan, in yuan with separators
+    # Each operation has a page of its own, linked from the member page.
+    for name, token, kind in (
+        ("recharge", "recharge-token", "?kind=plan"),
+        ("consume", "consume-token", "?funding=stored_value"),
+        ("refund", "refund-token", ""),
+    ):
+        url = reverse(f"members:{name}", kwargs={"pk": shop.member.pk})
+        assert f'href="{url}"' in body
+        assert f'name="{token}"' in operator_client.get(url + kind).content.decode()
 
     other = make_shop()
     assert operator_client.get(member_page(other.member)).status_code == 404
@@ -108,7 +117,8 @@ def test_member_page_renders_and_another_merchants_member_is_404(operator_client
 
 
 def test_recharge_through_the_form_moves_the_balance_once_per_token(operator_client, shop):
-    page = operator_client.get(member_page(shop.member)).content.decode()
+    url = reverse("members:recharge", kwargs={"pk": shop.member.pk})
+    page = operator_client.get(url, {"kind": "stored_value"}).content.decode()
     token = re.search(r'name="recharge-token" value="([0-9a-f-]{36})"', page).group(1)
 
     response = post_recharge(operator_client, shop, token=token)
@@ -127,7 +137,8 @@ def test_recharge_through_the_form_moves_the_balance_once_per_token(operator_cli
 
 def test_recharge_plan_and_package_lines(operator_client, shop):
     post_recharge(operator_client, shop, kind="plan", plan=shop.plan.pk, amount="", bonus="")
-    post_recharge(operator_client, shop, kind="package", package=shop.cleaning_package.pk, quantity="2")
+    post_recharge(operator_client, shop, kind="package", package=shop.cleaning_package.pk, quantity="2", amount="",
+                  bonus="")  # fmt: skip
     benefits = selectors.member_benefits(shop.member)
     assert (benefits.principal_fen, benefits.bonus_fen) == (100_000, 20_000)
     assert sorted(g.balance for g in benefits.grants) == [5, 5]
@@ -208,24 +219,25 @@ def test_refund_through_the_form_marks_the_line_refunded(operator_client, shop):
     consumption = services.consume(member=shop.member, store=shop.store, actor=None,
                                    items=[services.ConsumptionItem(service=shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
     line = consumption.lines.get()
-    page = operator_client.get(member_page(shop.member)).content.decode()
+    refund_url = reverse("members:refund", kwargs={"pk": shop.member.pk})
+    page = operator_client.get(refund_url).content.decode()
     assert "without approval" in page and f'value="{line.pk}"' in page
 
     data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk, "refund-lines": [line.pk],
             "refund-reason": "顾客投诉"}  # fmt: skip
-    response = operator_client.post(reverse("members:refund", kwargs={"pk": shop.member.pk}), data, follow=True)
+    response = post_confirmed(operator_client, refund_url, data, follow=True)
     assert response.status_code == 200
     refund = EntitlementRefund.objects.get(member=shop.member)
     assert refund.number.startswith("tqy") and refund.number in response.content.decode()
     line.refresh_from_db()
     assert line.status == ConsumptionLine.Status.REFUNDED and line.refund == refund
-    assert "已退费" in response.content.decode()
+    assert "已退费" in operator_client.get(member_page(shop.member), {"tab": "consumptions"}).content.decode()
     benefits = selectors.member_benefits(shop.member)
     assert benefits.principal_fen + benefits.bonus_fen == 120_000
 
     # Already refunded lines are no longer offered: posting one again is a form error and changes nothing.
     data["refund-token"] = str(uuid.uuid4())
-    again = operator_client.post(reverse("members:refund", kwargs={"pk": shop.member.pk}), data)
+    again = post_confirmed(operator_client, refund_url, data)
     assert again.status_code == 200 and "errorlist" in again.content.decode()
     assert EntitlementRefund.objects.count() == 1
 

@@ -267,7 +267,10 @@ def test_a_chinese_username_is_still_accepted(world):
 
 
 def _recharge_with_bonus(client, world, bonus: str):
-    return client.post(
+    from tests.portal_helpers import post_confirmed
+
+    return post_confirmed(  # through the confirmation step, as an operator clicks
+        client,
         reverse("members:recharge", kwargs={"pk": world.a.member.pk}),
         {"recharge-token": str(uuid.uuid4()), "recharge-store": world.a.store.pk, "recharge-payment_method": "cash",
          "recharge-kind": "stored_value", "recharge-amount": "100.00", "recharge-bonus": bonus,

@@ -100,7 +100,11 @@ def _add(model: str) -> Callable[[World], str]:
 
 def _settings_defaults() -> dict:
     """Every WalletSettings field the admin form posts, at its model default."""
-    return {f.name: f.default for f in WalletSettings._meta.concrete_fields if f.name.startswith("max_")}
+    return {
+        f.name: f.default
+        for f in WalletSettings._meta.concrete_fields
+        if f.name.startswith("max_") or f.name == "confirm_above_fen"
+    }
 
 
 ACTIONS = [

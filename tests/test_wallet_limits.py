@@ -338,7 +338,7 @@ def test_any_quantity_and_amount_is_accepted_or_refused_with_a_code(quantity, pr
                 "amount_over_ceiling",
                 "payment_mismatch",
                 "deduction_over_payable",
-                "invalid",
+                "amount_zero",
             }
 
 

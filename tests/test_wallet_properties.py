@@ -1,10 +1,10 @@
 """Hypothesis: random recharges, consumptions, refunds, cash refunds and expiries under each spending
-policy keep the wallet's promises."""
+policy keep the wallet's promises. A rule that is refused asserts why: the refusal's field and code are
+the one the model state explains, and an operation the state allows is never refused."""
 
 from __future__ import annotations
 
 import datetime
-from contextlib import suppress
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -15,11 +15,42 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from ledger import selectors as ledger_selectors
-from ledger.models import AccountBalance
+from ledger.models import AccountBalance, Leg
 from tests.factories import make_owner
 from tests.wallet_helpers import make_shop
-from wallet import services
-from wallet.models import CashRefund, ConsumptionLine, EntitlementRefund, Grant, RechargeLine, Service
+from wallet import accounts as wallet_accounts
+from wallet import selectors, services
+from wallet.models import (
+    CashRefund,
+    ConsumptionLine,
+    EntitlementRefund,
+    Grant,
+    RechargeLine,
+    Service,
+    StoredValueCard,
+)
+
+
+def refusal(exc: ValidationError) -> tuple[str, str]:
+    """The (field, code) of a refusal with a single error."""
+    [(field, errors)] = exc.error_dict.items()
+    return field, errors[0].code
+
+
+def card_refusal(member) -> str | None:
+    """Why the member's stored-value card cannot be used, by the state: none yet, or closed."""
+    card = StoredValueCard.objects.filter(member=member).first()
+    if card is None:
+        return "card_missing"
+    return "card_closed" if card.status == StoredValueCard.Status.CLOSED else None
+
+
+def grant_refusal(grant: Grant) -> str | None:
+    """Why a lot the database holds as active cannot give a use or be refunded: its validity has ended (the
+    expiry job has not swept it). Uses left are judged by each rule."""
+    if grant.valid_until is not None and grant.valid_until < timezone.now():
+        return "grant_expired"
+    return None
 
 
 def machine_for(policy: str):
@@ -42,14 +73,18 @@ def machine_for(policy: str):
 
         @rule(who=st.integers(0, 1), principal=st.integers(1, 200_000), bonus=st.integers(0, 50_000))
         def recharge(self, who, principal, bonus):
+            member = self._member(who)
+            closed = card_refusal(member) == "card_closed"
             try:
                 services.recharge(
-                    member=self._member(who), store=self.shop.store, payment_method="cash", actor=None,
+                    member=member, store=self.shop.store, payment_method="cash", actor=None,
                     items=[services.RechargeItem(kind="stored_value", amount_fen=principal,
                                              bonus_fen=min(bonus, principal // 5))],  # within the manual-bonus limit
                 )  # fmt: skip
             except ValidationError as exc:
-                assert "stored_value" in exc.message_dict  # only a closed card refuses a valid recharge
+                assert refusal(exc) == ("stored_value", "card_closed") and closed, exc  # only a closed card refuses
+                return
+            assert not closed, "a closed card took a recharge"
 
         @rule(who=st.integers(0, 1))
         def buy_coupon(self, who):
@@ -61,14 +96,23 @@ def machine_for(policy: str):
             member = self._member(who)
             svc = self.priced[service]
             fen = services.unit_price_for(member, svc) * quantity
+            benefits = selectors.member_benefits(member)
+            if card_refusal(member):
+                expected = ("stored_value", card_refusal(member))
+            elif fen > benefits.principal_fen + benefits.bonus_fen:
+                expected = ("items[0].stored_value_fen", "stored_value_insufficient")
+            else:
+                expected = None
             try:
                 consumption = services.consume(
                     member=member, store=self.shop.store, actor=None,
                     items=[services.ConsumptionItem(service=svc, quantity=quantity, stored_value_fen=fen,
                                                     staff=self.shop.staff if staff else None)],
                 )  # fmt: skip
-            except ValidationError:
-                return  # overdraft or closed card: refused, nothing posted (checked by the invariants)
+            except ValidationError as exc:
+                assert refusal(exc) == expected, exc  # refused, nothing posted (checked by the invariants)
+                return
+            assert expected is None, f"spent although {expected}"
             self.lines.extend(consumption.lines.all())
 
         @rule(who=st.integers(0, 1))
@@ -77,11 +121,20 @@ def machine_for(policy: str):
             grant = Grant.objects.filter(member=member, status="active").order_by("pk").first()
             if grant is None:
                 return
+            left = ledger_selectors.balance(wallet_accounts.grant_account(grant))
+            if grant_refusal(grant):
+                expected = ("items[0].grant", grant_refusal(grant))
+            elif left < 1:
+                expected = ("items[0].quantity", "grant_uses_insufficient")
+            else:
+                expected = None
             try:
                 consumption = services.consume(member=member, store=self.shop.store, actor=None,
                                                items=[services.ConsumptionItem(service=self.shop.car_wash, grant=grant)])  # fmt: skip
-            except ValidationError:
-                return  # used up or expired
+            except ValidationError as exc:
+                assert refusal(exc) == expected, exc
+                return
+            assert expected is None, f"used although {expected}"
             self.lines.extend(consumption.lines.all())
 
         @precondition(lambda self: self.lines)
@@ -90,25 +143,63 @@ def machine_for(policy: str):
             line = data.draw(st.sampled_from(self.lines))
             line.refresh_from_db()
             member = line.consumption.member
+            grant = Grant.objects.get(pk=line.grant_id) if line.grant_id else None
+            if line.status == ConsumptionLine.Status.REFUNDED:
+                expected = "line_already_refunded"
+            elif grant is not None and grant.status in (Grant.Status.REFUNDED, Grant.Status.REVOKED):
+                expected = {Grant.Status.REFUNDED: "grant_refunded", Grant.Status.REVOKED: "grant_revoked"}[
+                    grant.status
+                ]
+            elif (line.principal_fen or line.bonus_fen) and card_refusal(member):
+                expected = "card_closed"
+            else:
+                expected = None  # or the points the line earned are no longer held (checked below)
             try:
                 services.refund_consumption_lines(member=member, lines=[line], reason="random", actor=None)
             except ValidationError as exc:
-                reason = exc.message_dict["lines"][0]
-                assert line.status == "refunded" or "closed" in reason or "points" in reason or "cash" in reason, reason
+                field, code = refusal(exc)
+                assert field == "lines", exc
+                if expected is None and code == "line_points_spent":  # the lot holds less than the line earned
+                    lot = Leg.objects.get(entry_id=line.entry_id, account__purpose="points").account
+                    assert ledger_selectors.balance(lot) < line.points, exc
+                else:
+                    assert code == expected, exc
+                return
+            assert expected is None, f"refunded although {expected}"
 
         @rule(who=st.integers(0, 1))
         def cash_refund_card(self, who):
-            with suppress(ValidationError):  # no card, closed card, or nothing on it
-                services.cash_refund_stored_value(
-                    member=self._member(who), payment_method="cash", reason="r", actor=None
-                )
+            member = self._member(who)
+            benefits = selectors.member_benefits(member)
+            if card_refusal(member):
+                expected = card_refusal(member)
+            elif benefits.principal_fen == benefits.bonus_fen == 0:
+                expected = "nothing_to_refund"
+            else:
+                expected = None  # no plan gifts to charge, no points for buying stored value here
+            try:
+                services.cash_refund_stored_value(member=member, payment_method="cash", reason="r", actor=None)
+            except ValidationError as exc:
+                assert refusal(exc) == ("stored_value", expected), exc
+                return
+            assert expected is None, f"refunded although {expected}"
+            assert card_refusal(member) == "card_closed"
 
         @rule(who=st.integers(0, 1))
         def cash_refund_coupon(self, who):
-            grant = Grant.objects.filter(member=self.members[who], status="active").first()
-            if grant is not None:
-                with suppress(ValidationError):  # no unused uses, or expired
-                    services.cash_refund_grant(grant=grant, payment_method="cash", reason="r", actor=None)
+            grant = Grant.objects.filter(member=self.members[who], status="active").order_by("pk").first()
+            if grant is None:
+                return
+            left = ledger_selectors.balance(wallet_accounts.grant_account(grant))
+            expected = grant_refusal(grant) or ("grant_used_up" if left == 0 else None)
+            try:
+                services.cash_refund_grant(grant=grant, payment_method="cash", reason="r", actor=None)
+            except ValidationError as exc:
+                assert refusal(exc) == ("grant", expected), exc
+                return
+            assert expected is None, f"refunded although {expected}"
+            grant.refresh_from_db()
+            assert grant.status == Grant.Status.REFUNDED
 
         @rule(days=st.sampled_from([0, 40, 800]))
         def expire(self, days):

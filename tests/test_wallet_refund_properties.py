@@ -68,6 +68,10 @@ def machine_for(policy: str):
             card = StoredValueCard.objects.filter(member=member).first()
             return None if card is None else card.status == StoredValueCard.Status.ACTIVE
 
+        def _card_refusal(self, member) -> str | None:
+            """The code a use of the card is refused with, by the state: none yet, or closed."""
+            return {None: "card_missing", False: "card_closed", True: None}[self._card_open(member)]
+
         # ------------------------------------------------------------ recharges
 
         @rule(who=st.integers(0, 1), quantity=st.integers(1, 2))
@@ -77,23 +81,27 @@ def machine_for(policy: str):
                 services.recharge(member=member, store=self.shop.store, payment_method="cash", actor=None,
                                   items=[services.RechargeItem(kind="plan", plan=self.plan, quantity=quantity)])  # fmt: skip
             except ValidationError as exc:
-                assert refusal(exc)[0] == "stored_value" and self._card_open(member) is False, exc
+                assert refusal(exc) == ("stored_value", "card_closed") and self._card_open(member) is False, exc
+                return
+            assert self._card_open(member), "a closed card took a recharge"
 
         @rule(who=st.integers(0, 1), principal=st.integers(1, 150_000), bonus=st.integers(0, 30_000))
         def recharge_stored_value(self, who, principal, bonus):
             member = self._member(who)
+            settings = self.shop.merchant.wallet_settings
+            over_limit = bonus * 10_000 > principal * settings.max_manual_bonus_bp
             try:
                 services.recharge(
                     member=member, store=self.shop.store, payment_method="cash", actor=None,
                     items=[services.RechargeItem(kind="stored_value", amount_fen=principal, bonus_fen=bonus)],
                 )  # fmt: skip
             except ValidationError as exc:
-                settings = self.shop.merchant.wallet_settings
-                over_limit = bonus * 10_000 > principal * settings.max_manual_bonus_bp
                 if over_limit:
                     assert refusal(exc) == ("items[0].bonus_fen", "free_value_over_limit"), exc
                 else:
-                    assert refusal(exc)[0] == "stored_value" and self._card_open(member) is False, exc
+                    assert refusal(exc) == ("stored_value", "card_closed") and self._card_open(member) is False, exc
+                return
+            assert not over_limit and self._card_open(member), "a recharge the state refuses was taken"
 
         @rule(who=st.integers(0, 1))
         def buy_coupon(self, who):
@@ -108,19 +116,21 @@ def machine_for(policy: str):
             svc = self.priced[service]
             fen = services.unit_price_for(member, svc) * quantity
             benefits = selectors.member_benefits(member)
+            if self._card_refusal(member):  # no card, or closed by a cash refund
+                expected = ("stored_value", self._card_refusal(member))
+            elif fen > benefits.principal_fen + benefits.bonus_fen:  # an overdraft
+                expected = ("items[0].stored_value_fen", "stored_value_insufficient")
+            else:
+                expected = None
             try:
                 consumption = services.consume(
                     member=member, store=self.shop.store, actor=None,
                     items=[services.ConsumptionItem(service=svc, quantity=quantity, stored_value_fen=fen)],
                 )  # fmt: skip
             except ValidationError as exc:
-                field, _code = refusal(exc)
-                if field == "stored_value":
-                    assert not self._card_open(member), exc  # no card, or closed by a cash refund
-                else:
-                    assert field == "items[0].stored_value_fen", exc
-                    assert fen > benefits.principal_fen + benefits.bonus_fen  # an overdraft
+                assert refusal(exc) == expected, exc
                 return
+            assert expected is None, f"spent although {expected}"
             self.lines.extend(consumption.lines.all())
 
         def _active_grant(self, pick: int) -> Grant | None:
@@ -136,13 +146,20 @@ def machine_for(policy: str):
             member = self._member(self.members.index(grant.member))
             service = self.shop.car_wash if grant.kind == "coupon" else self.shop.cleaning
             left = ledger_selectors.balance(wallet_accounts.grant_account(grant))
+            if grant.valid_until is not None and grant.valid_until < timezone.now():  # not swept yet
+                expected = ("items[0].grant", "grant_expired")
+            elif quantity > left:  # not enough uses left
+                expected = ("items[0].quantity", "grant_uses_insufficient")
+            else:
+                expected = None
             try:
                 consumption = services.consume(member=member, store=self.shop.store, actor=None,
                                                items=[services.ConsumptionItem(service=service, grant=grant,
                                                                                quantity=quantity)])  # fmt: skip
             except ValidationError as exc:
-                assert refusal(exc)[0] == "items[0].quantity" and quantity > left, exc  # not enough uses left
+                assert refusal(exc) == expected, exc
                 return
+            assert expected is None, f"used although {expected}"
             self.lines.extend(consumption.lines.all())
 
         # ------------------------------------------------------------ refunds
@@ -180,12 +197,16 @@ def machine_for(policy: str):
             except ValidationError as exc:
                 field, code = refusal(exc)
                 assert field == "stored_value", exc
-                if self._card_open(member):
-                    if code == "nothing_to_refund":
-                        assert benefits.principal_fen == benefits.bonus_fen == 0
-                    else:
-                        assert code == "gifts_exceed_refund", exc
+                if self._card_refusal(member):
+                    assert code == self._card_refusal(member), exc
+                elif code == "nothing_to_refund":
+                    assert benefits.principal_fen == benefits.bonus_fen == 0
+                else:  # used plan gifts (lots given for ¥0) at list price are worth more than the principal
+                    used_gifts = ConsumptionLine.objects.filter(consumption__member=member, status="normal",
+                                                                grant__paid_fen=0)  # fmt: skip
+                    assert code == "gifts_exceed_refund" and used_gifts.exists(), exc
                 return
+            assert not (benefits.principal_fen == benefits.bonus_fen == 0), "refunded an empty card"
             assert not self._card_open(member)
             held_gifts = Grant.objects.filter(member=member, status="active", paid_fen=0,
                                               source_ref__in=Recharge.objects.filter(member=member).values("number"))  # fmt: skip
@@ -201,6 +222,8 @@ def machine_for(policy: str):
                 services.cash_refund_grant(grant=grant, payment_method="cash", reason="r", actor=None)
             except ValidationError as exc:
                 assert refusal(exc) == ("grant", "grant_used_up") and left == 0, exc
+                return
+            assert left > 0, "a used-up lot was refunded"
 
         @rule(days=st.sampled_from([0, 40, 800]))
         def expire(self, days):

@@ -84,10 +84,9 @@ def load(merchant: Merchant, stores: list[Store], stdout) -> None:
             services.purchase_vip(member=owner, vip_type=vip, payment_method="wechat", store=store, actor=actor)
         record = services.record_service(member=owner, staff=clerk, store=store, actor=actor, notes="到店服务",
                                          tags=["回头客"] if i % 2 else ["新客"])  # fmt: skip
-        spend = services.unit_price_for(owner, massage)
         consumption = services.consume(
             member=owner, store=store, actor=actor, service_record=record,
-            items=[services.ConsumptionItem(service=massage, staff=clerk, stored_value_fen=spend)],
+            items=[services.funded_item(owner, massage, 1, funding="stored_value", staff=clerk)],
         )  # fmt: skip
         counts["consumptions"] += 1
         grant = Grant.objects.filter(member=owner, kind="entitlement", service=cleaning).first()

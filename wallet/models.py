@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.errors import fail
 from core.money import yuan
-from members.models import Merchant, Owner, Staff, Store
+from members.models import Merchant, Owner, Staff, Store, check_merchant_of
 
 fen_field = models.BigIntegerField  # money in fen; validators set per use
 
@@ -81,6 +81,11 @@ class WalletSettings(models.Model):
     max_consumption_fen = fen_field(
         _("payable per consumption at most (fen)"), default=10_000_000, validators=[MinValueValidator(1)]
     )
+    # Not a limit: the portal asks the operator to confirm a second time above it (issue 11), since a
+    # figure with one digit too many is easy to miss once. ¥10,000 by default.
+    confirm_above_fen = fen_field(
+        _("ask for a second confirmation above (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
+    )
 
     def __str__(self) -> str:
         return f"wallet settings of {self.merchant}"
@@ -105,9 +110,7 @@ def _related(obj: models.Model, name: str):
 def _other_merchant(field: str, owner_merchant_id: int | None, *related) -> None:
     """Refuse a catalog row pointing at another merchant's row (code other_merchant)."""
     for obj in related:
-        if obj is not None and owner_merchant_id and obj.merchant_id != owner_merchant_id:
-            raise fail(field, "other_merchant", _("This %(kind)s belongs to another merchant."),
-                       kind=obj._meta.verbose_name)  # fmt: skip
+        check_merchant_of(obj, owner_merchant_id, field)
 
 
 class SoldTermsFrozen:
@@ -267,7 +270,7 @@ class VoucherTemplate(SoldTermsFrozen, models.Model):
         if not self.price_fen or not self.amount_fen:
             return
         if self.price_fen > self.amount_fen:
-            raise fail("price_fen", "invalid", _("A voucher is not sold for more than its face value."))
+            raise fail("price_fen", "voucher_price_over_face", _("A voucher is not sold for more than its face value."))
         share = WalletSettings.of(self.merchant_id).max_plan_free_value_bp
         if self.amount_fen - self.price_fen > self.price_fen * share // 10000:
             raise fail(

@@ -1,15 +1,24 @@
-"""Money in portal templates: integer fen shown as yuan with two decimals."""
+"""Money in portal templates: integer fen shown as yuan with two decimals and thousands separators."""
 
 from django import template
 
-from ledger.money import format_fen
+from core.money import yuan as _yuan
+from core.money import yuan_large as _yuan_large
 
 register = template.Library()
 
 
 @register.filter
 def yuan(fen) -> str:
-    """1234 → '12.34'; empty for None."""
+    """1234567 → '12,345.67' (templates put the ¥ in front); empty for None."""
     if fen is None or fen == "":
         return ""
-    return format_fen(int(fen))
+    return _yuan(int(fen)).replace("¥", "", 1)
+
+
+@register.filter
+def yuan_large(fen) -> str:
+    """1234567 → '¥12,345.67 (≈1.23万)': for the amounts an operator confirms; empty for None."""
+    if fen is None or fen == "":
+        return ""
+    return _yuan_large(int(fen))

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "members",
     "ledger",
     "wallet",
+    "flows",
     "portal",
 ]
 
@@ -111,6 +112,11 @@ CELERY_BEAT_SCHEDULE = {
     "wallet-expire-due-benefits": {
         "task": "wallet.expire_due_benefits",
         "schedule": crontab(hour=0, minute=5),
+    },
+    # Reminders and escalations of open approval tasks; refunds whose execution was lost are re-scheduled.
+    "flows-run-deadlines": {
+        "task": "flows.run_deadlines",
+        "schedule": crontab(minute="*/15"),
     },
 }
 

@@ -10,7 +10,17 @@ docs/wallet.md. Callers import this package: `from wallet import services`.
 from ..accounts import CNY, POINT, points_lot_detail
 from ..rules import MAX_LINE_QUANTITY
 from .checks import wallet_settings
-from .consumption import ConsumptionItem, consume, consume_with_service_record, record_service, unit_price_for
+from .consumption import (
+    ConsumptionItem,
+    Funding,
+    LinePrice,
+    consume,
+    consume_with_service_record,
+    funded_item,
+    price_line,
+    record_service,
+    unit_price_for,
+)
 from .expiry import ExpiryResult, expire_due_benefits
 from .issuance import IssueResult, award_activity_points, issue_coupons, issue_voucher
 from .recharge import RechargeItem, purchase_vip, recharge
@@ -22,7 +32,9 @@ __all__ = [
     "POINT",
     "ConsumptionItem",
     "ExpiryResult",
+    "Funding",
     "IssueResult",
+    "LinePrice",
     "RechargeItem",
     "award_activity_points",
     "cash_refund_grant",
@@ -30,9 +42,11 @@ __all__ = [
     "consume",
     "consume_with_service_record",
     "expire_due_benefits",
+    "funded_item",
     "issue_coupons",
     "issue_voucher",
     "points_lot_detail",
+    "price_line",
     "purchase_vip",
     "recharge",
     "record_service",

@@ -3,6 +3,7 @@ quantities, reasons, free text and catalog rows. One home per rule."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,7 +15,7 @@ from core.errors import DomainError, fail
 from core.money import MAX_FEN, yuan
 from members import selectors as member_selectors
 from members import services as member_services
-from members.models import Merchant, Owner, Staff, Store
+from members.models import Merchant, Owner, Staff, Store, check_merchant_of
 
 from .. import rules
 from ..models import (
@@ -23,6 +24,7 @@ from ..models import (
     Grant,
     PaymentMethod,
     Service,
+    StoredValueCard,
     Voucher,
     VoucherTemplate,
     WalletSettings,
@@ -35,24 +37,25 @@ def wallet_settings(merchant: Merchant) -> WalletSettings:
     return WalletSettings.objects.get_or_create(merchant=merchant)[0]
 
 
-def _fail(field: str, message: str, code: str = "invalid") -> DomainError:
-    return DomainError(field, message, code=code)
+def local_date(moment: datetime.datetime) -> str:
+    """A moment as the local calendar date people read in a message (2026-03-15)."""
+    return timezone.localtime(moment).date().isoformat()
 
 
 def check_member(member: Owner, store: Store | None) -> None:
     if member.status != Owner.Status.ACTIVE:
-        raise _fail("member", f"Member {member.member_number} is {member.get_status_display()}; no operations allowed.")
+        raise fail(
+            "member", "member_not_active", _("Member %(number)s is %(status)s; no operations are allowed."),
+            number=member.member_number, status=member.get_status_display(),
+        )  # fmt: skip
     check_kind(store, Store, "store")
     check_merchant(store, member.merchant_id, "store")
 
 
 def check_merchant(obj: models.Model | None, merchant_id: int, field: str) -> None:
-    """Every related object a service receives must be of the operation's merchant (code other_merchant).
-    The message names the kind of object only: never another merchant's names or internal ids."""
-    if obj is not None and obj.merchant_id != merchant_id:
-        raise fail(
-            field, "other_merchant", _("This %(kind)s belongs to another merchant."), kind=obj._meta.verbose_name
-        )
+    """Every related object a service receives must be of the operation's merchant (code other_merchant;
+    the one rule: members.models.check_merchant_of)."""
+    check_merchant_of(obj, merchant_id, field)
 
 
 def check_actor(actor, merchant: Merchant) -> None:
@@ -77,7 +80,7 @@ def check_kind(obj, kind: type[models.Model], field: str, *, required: bool = Fa
     if obj is None and not required:
         return
     if not isinstance(obj, kind):
-        raise _fail(field, f"Choose a {kind._meta.verbose_name}.")
+        raise fail(field, "choose_kind", _("Choose a %(kind)s."), kind=kind._meta.verbose_name)
 
 
 def check_same_merchant(obj, member: Owner, field: str) -> None:
@@ -86,7 +89,7 @@ def check_same_merchant(obj, member: Owner, field: str) -> None:
 
 def check_quantity(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _fail(field, f"Must be a whole number of at least 1, got {value!r}.")
+        raise fail(field, "quantity_invalid", _("The quantity is a whole number of at least 1."))
     if value > MAX_LINE_QUANTITY:
         raise fail(field, "quantity_too_large", _("At most %(max)s per line."), max=f"{MAX_LINE_QUANTITY:,}")
     return value
@@ -94,10 +97,7 @@ def check_quantity(value, field: str) -> int:
 
 def required_reason(reason: str | None, message=None) -> str:
     """The reason an operation needs (refunds, free value): required, no NUL, at most 200 characters."""
-    text = member_services.clean_text(reason, "reason", max_length=200)
-    if not text:
-        raise fail("reason", "reason_required", message or _("A reason is required."))
-    return text
+    return member_services.required_reason(reason, message, max_length=200)
 
 
 def clean_text(value: str | None, field: str, max_length: int | None = None) -> str:
@@ -108,8 +108,10 @@ def clean_text(value: str | None, field: str, max_length: int | None = None) -> 
 def check_fen(value, field: str, *, allow_zero: bool = True) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(field, "amount_format", _("Amounts are whole fen (integers)."))
-    if value < 0 or (value == 0 and not allow_zero):
-        raise _fail(field, f"The amount must be {'positive' if allow_zero else 'greater than zero'}, got {value}.")
+    if value < 0:
+        raise fail(field, "amount_negative", _("The amount must be positive, got %(value)s."), value=yuan(value))
+    if value == 0 and not allow_zero:
+        raise fail(field, "amount_zero", _("The amount must be greater than zero."))
     if value > MAX_FEN:
         raise fail(field, "amount_too_large", _("The amount %(value)s is too large."), value=yuan(value))
     return value
@@ -167,39 +169,83 @@ def recheck_catalog(obj: models.Model, field: str) -> None:
 def check_lines(items, kind: type, field: str = "items") -> list:
     """The lines of an operation: a list or tuple of `kind`, never a string or other objects."""
     if isinstance(items, str | bytes) or not isinstance(items, Sequence):
-        raise _fail(field, f"Give the lines as a list of {kind.__name__}.")
+        raise fail(field, "lines_not_list", _("Give the lines as a list of %(kind)s."), kind=kind.__name__)
     for i, item in enumerate(items):
         if not isinstance(item, kind):
-            raise _fail(f"{field}[{i}]", f"Each line is a {kind.__name__}.")
+            raise fail(f"{field}[{i}]", "line_wrong_type", _("Each line is a %(kind)s."), kind=kind.__name__)
     return list(items)
+
+
+def check_some_lines(items: list, field: str = "items") -> list:
+    """An operation on lines needs at least one."""
+    if not items:
+        raise fail(field, "lines_empty", _("Choose at least one line."))
+    return items
 
 
 def check_payment_method(method: str, field: str = "payment_method") -> str:
     if method == "stored_value":
-        raise _fail(field, "A recharge cannot be paid from the member's own stored value.")
+        raise fail(
+            field,
+            "recharge_from_stored_value",
+            _("The member's own stored value cannot pay a recharge or take a cash refund."),
+        )
     if method not in PaymentMethod.values:
-        raise _fail(field, f"Unknown payment method '{method}'; use one of {', '.join(PaymentMethod.values)}.")
+        raise fail(
+            field, "payment_method_unknown", _("Unknown payment method; use one of %(methods)s."),
+            methods=", ".join(str(label) for label in PaymentMethod.labels),
+        )  # fmt: skip
     return method
 
 
-def check_grant_usable(grant: Grant, member: Owner, service: Service, now, field: str) -> None:
-    if grant.member_id != member.pk:
-        raise _fail(field, "The coupon or entitlement belongs to another member.")
+def past_validity(benefit: Grant | Voucher, now: datetime.datetime) -> bool:
+    """A grant or voucher whose validity has ended, whether or not the expiry job has swept it yet (a grant
+    without an end date never lapses). The one rule usage, refunds and cash refunds judge expiry by."""
+    return benefit.valid_until is not None and benefit.valid_until < now
+
+
+def check_grant_active(grant: Grant, now: datetime.datetime, field: str) -> None:
+    """A lot that still holds what it was given for: active and within its validity (usable, or refundable
+    in cash)."""
     if grant.status != Grant.Status.ACTIVE:
-        raise _fail(field, f"{grant} is {grant.get_status_display()}.")
-    if grant.valid_until is not None and grant.valid_until < now:
-        raise _fail(field, f"{grant} expired on {timezone.localtime(grant.valid_until):%Y-%m-%d}.")
+        raise fail(field, "grant_not_active", _("%(grant)s is %(status)s."), grant=str(grant),
+                   status=grant.get_status_display())  # fmt: skip
+    if past_validity(grant, now):
+        raise fail(field, "grant_expired", _("%(grant)s expired on %(date)s."), grant=str(grant),
+                   date=local_date(grant.valid_until))  # fmt: skip
+
+
+def check_grant_usable(grant: Grant, member: Owner, service: Service, now: datetime.datetime, field: str) -> None:
+    """Whether a coupon or entitlement lot may pay for `service` now: the member's, active, unexpired,
+    covering the service. (Uses left are counted against the ledger by the caller.)"""
+    if grant.member_id != member.pk:
+        raise fail(field, "grant_other_member", _("The coupon or entitlement belongs to another member."))
+    check_grant_active(grant, now, field)
     if not grant.covers(service):
-        raise _fail(field, f"{grant} does not cover {service}.")
+        raise fail(field, "grant_not_covering", _("%(grant)s does not cover %(service)s."), grant=str(grant),
+                   service=str(service))  # fmt: skip
 
 
-def check_voucher_usable(voucher: Voucher, member: Owner, now, field: str) -> None:
+def check_voucher_usable(voucher: Voucher, member: Owner, now: datetime.datetime, field: str) -> None:
+    """Whether a voucher may pay now: the member's, active, within its validity."""
     if voucher.member_id != member.pk:
-        raise _fail(field, "The voucher belongs to another member.")
-    if voucher.status != Voucher.Status.ACTIVE or voucher.valid_until < now:
-        raise _fail(field, f"The voucher expired on {timezone.localtime(voucher.valid_until):%Y-%m-%d}.")
+        raise fail(field, "voucher_other_member", _("The voucher belongs to another member."))
+    if voucher.status != Voucher.Status.ACTIVE or past_validity(voucher, now):
+        raise fail(
+            field, "voucher_expired", _("The voucher expired on %(date)s."), date=local_date(voucher.valid_until)
+        )
     if voucher.valid_from > now:
-        raise _fail(field, "The voucher is not valid yet.")
+        raise fail(field, "voucher_not_yet_valid", _("The voucher is valid from %(date)s."),
+                   date=local_date(voucher.valid_from))  # fmt: skip
+
+
+def check_card_open(card: StoredValueCard | None, member: Owner, field: str = "stored_value") -> None:
+    """The member's stored-value card can take and give value: it exists and no cash refund closed it."""
+    if card is None:
+        raise fail(field, "card_missing", _("Member %(number)s has no stored-value card."),
+                   number=member.member_number)  # fmt: skip
+    if card.status == StoredValueCard.Status.CLOSED:
+        raise fail(field, "card_closed", _("The stored-value card was closed by a cash refund and cannot be used."))
 
 
 def user_or_none(actor: AbstractBaseUser | None):

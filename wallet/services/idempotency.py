@@ -82,7 +82,7 @@ def _check_record_text(model, arguments: dict) -> None:
     error."""
     key = arguments.get("idempotency_key")
     if key is not None and not isinstance(key, str):
-        raise fail("idempotency_key", "invalid", _("The request key must be text."))
+        raise fail("idempotency_key", "key_not_text", _("The request key must be text."))
     for name, value in arguments.items():
         if name == "tags" and isinstance(value, Sequence) and not isinstance(value, str):
             for tag in value:

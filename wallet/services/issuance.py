@@ -41,7 +41,6 @@ from ..models import (
     WalletSettings,
 )
 from .checks import (
-    _fail,
     check_actor,
     check_free_gift,
     check_member,
@@ -72,6 +71,14 @@ def check_coupon_limit(member: Owner, template: CouponTemplate, adding: int, fie
             )
 
 
+def check_template_active(
+    template: CouponTemplate | VoucherTemplate | EntitlementPackage | VipCardType, field: str = "template"
+) -> None:
+    """What is sold or given (a coupon or voucher template, a package, a VIP card type) is still offered."""
+    if not template.is_active:
+        raise fail(field, "template_inactive", _("%(name)s is no longer offered."), name=str(template))
+
+
 def new_coupon_grant(member: Owner, template: CouponTemplate, paid: int, source: str, now) -> Grant:
     return Grant(
         merchant=member.merchant, member=member, kind=Grant.Kind.COUPON, coupon_template=template,
@@ -83,7 +90,7 @@ def new_coupon_grant(member: Owner, template: CouponTemplate, paid: int, source:
 def new_package_grants(member: Owner, package: EntitlementPackage, paid: int, source: str, now) -> list[Grant]:
     items = list(package.items.select_related("service").order_by("id"))
     if not items:
-        raise _fail("package", f"Package {package} has no services.")
+        raise fail("package", "package_empty", _("%(package)s has no services."), package=str(package))
     for it in items:
         check_same_merchant(it.service, member, "package")
     # The price paid is spread over the services by their list value, so each use refunds at what it cost.
@@ -179,8 +186,7 @@ def issue_coupons(
     merchant = template.merchant
     reason = required_reason(reason, _("Say why the coupons are issued (e.g. new member, spend threshold)."))
     check_actor(actor, merchant)
-    if not template.is_active:
-        raise _fail("template", f"{template} is not active.")
+    check_template_active(template)
     check_free_gift(template, wallet_settings(merchant), "template")
     member_ids = list(dict.fromkeys(member_ids))
     # Lock the members (id order) before counting what they hold: a parallel batch, recharge line or plan
@@ -229,8 +235,7 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
     check_member(member, None)
     check_actor(actor, member.merchant)
     check_same_merchant(template, member, "template")
-    if not template.is_active:
-        raise _fail("template", f"{template} is not active.")
+    check_template_active(template)
     merchant = member.merchant
     check_free_gift(template, wallet_settings(merchant), "template")
     now = timezone.now()
@@ -258,7 +263,7 @@ def award_activity_points(
     check_actor(actor, member.merchant)
     check_same_merchant(rule, member, "rule")
     if not rule.is_active:
-        raise _fail("rule", f"{rule} is not active.")
+        raise fail("rule", "rule_inactive", _("%(rule)s is no longer active."), rule=str(rule))
     recheck_catalog(rule, "rule")  # points within max_activity_points
     # The occasion is part of the award's reference (at most 64 characters with the rule's code).
     occasion = clean_text(occasion, "occasion", max_length=63 - len(rule.code))

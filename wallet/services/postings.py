@@ -12,7 +12,7 @@ from ..models import (
     StoredValueCard,
 )
 from .checks import (
-    _fail,
+    check_card_open,
 )
 
 
@@ -53,8 +53,5 @@ def lock_card(member: Owner, *, create: bool) -> StoredValueCard:
     if card is None and create:  # the first stored value: open the card (race-free), then lock it
         StoredValueCard.objects.get_or_create(member=member, defaults={"merchant": member.merchant})
         card = StoredValueCard.objects.select_for_update().filter(member=member).first()
-    if card is None:
-        raise _fail("stored_value", f"Member {member.member_number} has no stored-value card.")
-    if card.status == StoredValueCard.Status.CLOSED:
-        raise _fail("stored_value", "The stored-value card was closed by a cash refund and cannot be used.")
+    check_card_open(card, member)
     return card

@@ -39,7 +39,6 @@ from ..models import (
     WalletSettings,
 )
 from .checks import (
-    _fail,
     check_benefit_count,
     check_ceiling,
     check_fen,
@@ -50,6 +49,7 @@ from .checks import (
     check_payment_method,
     check_quantity,
     check_same_merchant,
+    check_some_lines,
     clean_text,
     recheck_catalog,
     user_or_none,
@@ -60,6 +60,7 @@ from .idempotency import (
 )
 from .issuance import (
     check_coupon_limit,
+    check_template_active,
     extend_vip,
     grant_issue_legs,
     new_coupon_grant,
@@ -104,9 +105,7 @@ def recharge(
     note = clean_text(note, "note", max_length=200)
     check_member(member, store)
     check_payment_method(payment_method)
-    items = check_lines(items, RechargeItem)
-    if not items:
-        raise _fail("items", "A recharge needs at least one line.")
+    items = check_some_lines(check_lines(items, RechargeItem))
     # Member first, as every operation on what the member holds (docs §5): a VIP renewal or plan recharge
     # locks VIP rows and creates ledger accounts a cash refund of stored value (member → card → VIP) also
     # takes; without the member lock the two deadlocked on PostgreSQL.
@@ -132,7 +131,10 @@ def recharge(
             or not isinstance(item.discount_bp, int)
             or not 1 <= item.discount_bp <= 10000
         ):
-            raise _fail(f"{f}.discount_bp", "The discount is in basis points from 1 to 10000 (10000 = no discount).")
+            raise fail(
+                f"{f}.discount_bp", "discount_invalid",
+                _("The discount is in basis points from 1 to 10000 (10000 = no discount)."),
+            )  # fmt: skip
         if 10000 - item.discount_bp > settings.max_manual_discount_bp:
             raise fail(
                 f"{f}.discount_bp", "free_value_over_limit",
@@ -142,9 +144,10 @@ def recharge(
         line = RechargeLine(line_no=i, kind=item.kind, quantity=quantity, discount_bp=item.discount_bp)
         if item.kind in (RechargeLine.Kind.STORED_VALUE, RechargeLine.Kind.PLAN):
             if item.discount_bp != 10000:
-                raise _fail(
-                    f"{f}.discount_bp", "Stored value is loaded at face value; use a plan's bonus to promote it."
-                )
+                raise fail(
+                    f"{f}.discount_bp", "discount_not_allowed",
+                    _("Stored value is loaded at face value; use a plan's bonus to promote it."),
+                )  # fmt: skip
             if item.kind == RechargeLine.Kind.STORED_VALUE:
                 unit_price = check_fen(item.amount_fen, f"{f}.amount_fen", allow_zero=False)
                 bonus = check_fen(item.bonus_fen, f"{f}.bonus_fen") * quantity
@@ -153,8 +156,12 @@ def recharge(
             else:
                 plan = item.plan
                 check_kind(plan, RechargePlan, f"{f}.plan")
-                if plan is None or not plan.is_active:
-                    raise _fail(f"{f}.plan", "Choose an active recharge plan.")
+                if plan is None:
+                    raise fail(
+                        f"{f}.plan", "choose_kind", _("Choose a %(kind)s."), kind=RechargePlan._meta.verbose_name
+                    )
+                if not plan.is_active:
+                    raise fail(f"{f}.plan", "plan_inactive", _("%(plan)s is no longer offered."), plan=str(plan))
                 check_same_merchant(plan, member, f"{f}.plan")
                 for gift in (plan.gift_coupon, plan.gift_package, plan.gift_vip):
                     check_same_merchant(gift, member, f"{f}.plan")
@@ -178,22 +185,25 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = _priced_line(line, item, "coupon_template", "coupon template", member, f, settings, free_gifts)
+            template = _priced_line(line, item, "coupon_template", member, f, settings, free_gifts)
             check_benefit_count(len(grants) + quantity, f"{f}.quantity")
             check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             shares = rules.allocate(line.amount_fen, [1] * quantity)
             grants.extend(new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = _priced_line(line, item, "package", "entitlement package", member, f, settings, free_gifts)
+            package = _priced_line(line, item, "package", member, f, settings, free_gifts)
             for share in rules.allocate(line.amount_fen, [1] * quantity):
                 grants.extend(new_package_grants(member, package, share, number, now))
                 check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = _priced_line(line, item, "voucher_template", "voucher template", member, f, settings, free_gifts)
+            template = _priced_line(line, item, "voucher_template", member, f, settings, free_gifts)
             check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
-                raise _fail(f"{f}.voucher_template", "A voucher cannot be sold for more than its face value.")
+                raise fail(
+                    f"{f}.voucher_template", "voucher_price_over_face",
+                    _("A voucher is not sold for more than its face value."),
+                )  # fmt: skip
             for share in rules.allocate(line.amount_fen, [1] * quantity):
                 vouchers.append(
                     Voucher(merchant=merchant, member=member, template=template, face_value_fen=template.amount_fen,
@@ -202,18 +212,19 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = _priced_line(line, item, "vip_type", "VIP card type", member, f, settings, free_gifts)
+            vip_type = _priced_line(line, item, "vip_type", member, f, settings, free_gifts)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
-            raise _fail(f"{f}.kind", f"Unknown recharge line kind '{item.kind}'.")
+            raise fail(f"{f}.kind", "line_kind_unknown", _("Unknown kind of recharge line; use one of %(kinds)s."),
+                       kinds=", ".join(RechargeLine.Kind.values))  # fmt: skip
         list_total += line.unit_price_fen * quantity
         paid_total += line.amount_fen
         check_ceiling(paid_total, settings.max_recharge_fen, "items", _("recharge"))
         lines.append(line)
 
     if paid_total <= 0:
-        raise _fail("items", "A recharge must take a positive amount of money.")
+        raise fail("items", "amount_not_positive", _("A recharge must take a positive amount of money."))
 
     prefetch(merchant, recharge_specs(member, payment_method, settings.points_valid_years, now))
     if principal_total or bonus_total:
@@ -278,7 +289,6 @@ def _priced_line(
     line: RechargeLine,
     item: RechargeItem,
     attr: str,
-    label: str,
     member: Owner,
     field: str,
     settings: WalletSettings,
@@ -290,8 +300,9 @@ def _priced_line(
     (`free_gifts`: a one-element running total)."""
     target = getattr(item, attr)
     check_kind(target, _SOLD[attr], f"{field}.{attr}")
-    if target is None or not target.is_active:
-        raise _fail(f"{field}.{attr}", f"Choose an active {label}.")
+    if target is None:
+        raise fail(f"{field}.{attr}", "choose_kind", _("Choose a %(kind)s."), kind=_SOLD[attr]._meta.verbose_name)
+    check_template_active(target, f"{field}.{attr}")
     check_same_merchant(target, member, f"{field}.{attr}")
     if not target.price_fen:
         free_gifts[0] = check_free_gift(target, settings, f"{field}.{attr}", line.quantity, free_gifts[0])

@@ -50,9 +50,11 @@ from ..models import (
     Voucher,
 )
 from .checks import (
-    _fail,
+    check_grant_active,
     check_merchant,
     check_payment_method,
+    check_some_lines,
+    past_validity,
     required_reason,
     user_or_none,
 )
@@ -79,8 +81,7 @@ def refund_consumption_lines(
     grant accounts, the commission and the points they earned. A line is never refunded twice."""
     merchant = member.merchant
     reason = required_reason(reason, _("A refund needs a reason."))
-    if not lines:
-        raise _fail("lines", "Choose the consumption lines to refund.")
+    check_some_lines(lines, "lines")
     check_merchant(store, merchant.pk, "store")
     if (
         ConsumptionLine.objects.filter(pk__in=[line.pk for line in lines])
@@ -104,13 +105,11 @@ def refund_consumption_lines(
     for line in locked:
         _reverse_line(line, number, reason, actor, store, now)
         # Value restored to a lot that has expired meanwhile goes straight to breakage again.
-        if line.grant is not None and (
-            line.grant.status == Grant.Status.EXPIRED or (line.grant.valid_until and line.grant.valid_until < now)
-        ):
+        if line.grant is not None and (line.grant.status == Grant.Status.EXPIRED or past_validity(line.grant, now)):
             expire_grant(line.grant_id, now)
         if line.voucher_id is not None:
             voucher = Voucher.objects.get(pk=line.voucher_id)
-            if voucher.status == Voucher.Status.EXPIRED or voucher.valid_until < now:
+            if voucher.status == Voucher.Status.EXPIRED or past_validity(voucher, now):
                 expire_voucher(voucher.pk, now)
         line.status = ConsumptionLine.Status.REFUNDED
         line.refund = refund
@@ -483,22 +482,7 @@ def cash_refund_grant(
     # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
     lock_members([grant.member_id])
     grant = Grant.objects.select_for_update(of=("self",)).select_related("member").get(pk=grant.pk)
-    if grant.status != Grant.Status.ACTIVE:
-        raise fail(
-            "grant",
-            "grant_not_active",
-            _("%(grant)s is %(status)s; nothing to refund."),
-            grant=str(grant),
-            status=grant.get_status_display(),
-        )
-    if grant.valid_until is not None and grant.valid_until < timezone.now():
-        raise fail(
-            "grant",
-            "grant_expired",
-            _("%(grant)s expired on %(date)s; it is not refundable."),
-            grant=str(grant),
-            date=f"{timezone.localtime(grant.valid_until):%Y-%m-%d}",
-        )
+    check_grant_active(grant, timezone.now(), "grant")  # what is expired or closed has nothing to pay out
     prefetch(merchant, grant_refund_specs(grant, payment_method))
     account = grant_account(grant)
     left = ledger_selectors.balance(account)

@@ -102,7 +102,7 @@ def forward(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wallet", "0004_refund_takeback"),
+        ("wallet", "0005_confirm_above"),
         ("ledger", "0006_post_without_raising"),
     ]
 

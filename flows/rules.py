@@ -1,0 +1,111 @@
+"""Who may do what with a request: one place for the rule, used by the transitions (django-fsm `permission`),
+the services (which explain a refusal with a code) and the task queues.
+
+- Starting a request needs the start permission on its store (START_PERMISSION).
+- Reviewing needs the stage's permission on the request's store (REVIEW_PERMISSION: the store manager's
+  `approve_store`, finance's `finance_store`, an operator's `operate_store`), granted per store by
+  members.roles; platform admins may act on any store.
+- Maker-checker: whoever started a request never reviews it, whatever roles they hold (platform admins
+  included); nor does the staff member a request is about (their own offboarding).
+- Only the requester withdraws, and only before the first review.
+
+The object permissions are guardian's on members.Store; nothing here trusts a global (model) permission
+for a store, except the platform admin's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from members import permissions as member_permissions
+from members import selectors as member_selectors
+
+if TYPE_CHECKING:
+    from members.models import Store
+
+    from .models import ApprovalRequest
+
+OPERATE = "members.operate_store"
+APPROVE = "members.approve_store"
+FINANCE = "members.finance_store"
+MANAGE = "members.manage_store"
+VIEW = "members.view_store"
+
+# model name → permission on the store needed to start such a request
+START_PERMISSION: dict[str, str] = {
+    "refundrequest": OPERATE,
+    "memberchangerequest": OPERATE,
+    "staffonboarding": MANAGE,
+    "staffoffboarding": MANAGE,
+}
+# model name → {state under review → permission on the store needed to review it}
+REVIEW_PERMISSION: dict[str, dict[str, str]] = {
+    "refundrequest": {"submitted": APPROVE, "finance_review": FINANCE},
+    "memberchangerequest": {"submitted": OPERATE},
+    "staffonboarding": {"submitted": APPROVE},
+    "staffoffboarding": {"submitted": APPROVE},
+}
+
+
+def _is_active_user(user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def may_act_on_store(user: AbstractBaseUser | AnonymousUser | None, store: Store, perm: str) -> bool:
+    """The user holds `perm` on `store` (an object permission of the store's merchant), or is a platform admin."""
+    if not _is_active_user(user):
+        return False
+    if member_selectors.is_platform_admin(user):
+        return True
+    return member_permissions.can_act_on_store(user, store, perm, merchant=store.merchant)
+
+
+def may_start(model_name: str, user: AbstractBaseUser | AnonymousUser | None, store: Store) -> bool:
+    return may_act_on_store(user, store, START_PERMISSION[model_name])
+
+
+def is_requester(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return bool(user is not None and user.is_authenticated and request.requested_by_id == user.pk)
+
+
+def is_subject(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """The request is about the user themselves (their own offboarding)."""
+    staff = getattr(request, "staff", None) if request._meta.model_name == "staffoffboarding" else None
+    return bool(staff is not None and user is not None and user.is_authenticated and staff.user_id == user.pk)
+
+
+def review_permission(request: ApprovalRequest) -> str | None:
+    """The store permission that reviewing the request in its current state needs (None: not under review)."""
+    return REVIEW_PERMISSION[request._meta.model_name].get(str(request.state))
+
+
+def may_review(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """May `user` approve or reject the request now? (django-fsm permission of approve and reject.)"""
+    perm = review_permission(request)
+    if perm is None or is_requester(request, user) or is_subject(request, user):
+        return False
+    return may_act_on_store(user, request.store, perm)
+
+
+def may_withdraw(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    return _is_active_user(user) and is_requester(request, user)
+
+
+def may_reissue_activation(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """A new activation code: whoever may start an onboarding at the store (the merchant admin)."""
+    return may_act_on_store(user, request.store, MANAGE)
+
+
+def may_view(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """The requester, anyone holding view_store on the request's store, the merchant admin, platform admins."""
+    if not _is_active_user(user):
+        return False
+    if member_selectors.is_platform_admin(user) or is_requester(request, user):
+        return True
+    if member_selectors.merchant_of(user) != request.merchant:
+        return False
+    return member_permissions.is_merchant_admin_of(user, request.merchant) or may_act_on_store(
+        user, request.store, VIEW
+    )

@@ -1,0 +1,124 @@
+"""Races of the approval workflows on PostgreSQL with real threads: two approvers at the same instant, a
+doubled execution, a withdrawal racing the review, two deadline jobs at once. Each happens once."""
+
+import threading
+from unittest import mock
+
+import pytest
+from django.core.exceptions import ValidationError
+from viewflow.workflow.models import Task
+from viewflow.workflow.status import PROCESS
+
+from flows import services
+from flows.models import Notification, RefundRequest, State, TaskReminder
+from ledger import selectors as ledger_selectors
+from ledger.models import Entry
+from tests.flows_helpers import consume_lines, fresh, make_office
+from tests.test_ledger_postgres import run_threads
+from wallet.models import ConsumptionLine, EntitlementRefund
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def codes(exc: ValidationError) -> set[str]:
+    return {e.code for errors in exc.error_dict.values() for e in errors}
+
+
+def _request(office, *amounts):
+    lines = consume_lines(office, *amounts)
+    return services.start_refund_request(member=office.member, store=office.store, kind="lines",
+                                         actor=office.operator, reason="退", lines=lines)  # fmt: skip
+
+
+def _run(count, action):
+    outcome: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            result = action(i)
+        except ValidationError as exc:
+            result = exc
+        with lock:
+            outcome[i] = result
+
+    assert run_threads(count, worker) == []
+    return outcome
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_two_approvals_at_once_refund_once(trial):
+    """Both store managers approve the same refund at the same instant (the execution runs right after the
+    winner's commit, eagerly, in its thread): one approval, one execution, one reversal."""
+    office = make_office()
+    request = _request(office, 3_000, 2_000)
+    approvers = (office.manager, office.manager2)
+    outcome = _run(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=approvers[i]))
+    refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
+    assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
+    request = fresh(request)
+    assert request.state == State.EXECUTED
+    assert EntitlementRefund.objects.count() == 1
+    assert Entry.objects.filter(operation_type="consumption_refund").count() == 2  # one reversal per line
+    assert set(ConsumptionLine.objects.values_list("status", flat=True)) == {"refunded"}
+    assert [t.name for t in request_history(request)].count("approve") == 1
+    assert request.process.status == PROCESS.DONE
+    assert ledger_selectors.reconcile(office.merchant).clean
+
+
+def request_history(request):
+    from flows.selectors import history_of
+
+    return list(history_of(request))
+
+
+def test_two_executions_at_once_refund_once():
+    """The Celery task delivered twice, or the deadline job's retry racing the worker."""
+    office = make_office()
+    request = _request(office, 3_000)
+    with mock.patch("flows.tasks.execute_request_task.delay"):  # the worker has not run it yet
+        services.approve(request, actor=office.manager)
+    assert fresh(request).state == State.APPROVED
+    outcome = _run(4, lambda i: services.execute_request(RefundRequest.objects.get(pk=request.pk)))
+    assert all(getattr(r, "state", None) == State.EXECUTED for r in outcome.values()), outcome
+    assert EntitlementRefund.objects.count() == 1
+    assert Entry.objects.filter(operation_type="consumption_refund").count() == 1
+    assert Notification.objects.filter(kind="executed").count() == 1
+
+
+def test_withdrawal_racing_the_review():
+    office = make_office()
+    request = _request(office, 3_000)
+
+    def act(i):
+        fresh_request = RefundRequest.objects.get(pk=request.pk)
+        if i == 0:
+            return services.withdraw(fresh_request, actor=office.operator)
+        return services.approve(fresh_request, actor=office.manager)
+
+    outcome = _run(2, act)
+    request = fresh(request)
+    if request.state == State.WITHDRAWN:
+        assert codes(outcome[1]) == {"transition_not_allowed"}
+        assert request.process.status == PROCESS.CANCELED
+        assert not EntitlementRefund.objects.exists()
+    else:
+        assert request.state == State.EXECUTED
+        assert codes(outcome[0]) == {"transition_not_allowed"}
+        assert EntitlementRefund.objects.count() == 1
+
+
+def test_two_deadline_jobs_at_once_remind_once():
+    import datetime
+
+    from django.utils import timezone
+
+    office = make_office()
+    _request(office, 1_000)
+    later = timezone.now() + datetime.timedelta(days=5)
+    _run(2, lambda i: services.run_deadlines(later))
+    assert TaskReminder.objects.count() == 2  # one reminder, one escalation
+    task = Task.objects.get(flow_task_type="HUMAN")
+    assert set(TaskReminder.objects.values_list("task_id", flat=True)) == {task.pk}
+    per_user = Notification.objects.values_list("user_id", "kind")
+    assert len(list(per_user)) == len(set(per_user))

@@ -41,9 +41,9 @@ buy a 1,000-use coupon (¥20,000) through wallet.services.recharge for the coupo
 
 Per run: ops/s (sum over workers of timed operations / active time), p50/p95 latency, statements per
 operation and lock waits. Statements are counted on worker 0 over its last 2 (untimed) warm-up operations:
-every statement psycopg executes on the connection (Django's and the ledger's own prepared
-cursor, which Django's query capture does not see), split into Django's (CaptureQueriesContext) and the
-rest; BEGIN and COMMIT are not counted. Lock waits: the parent samples pg_stat_activity and pg_locks every
+every statement psycopg executes (Django's cursors, the ledger's own prepared cursor, the business number's
+connection), split into those on Django's connection (CaptureQueriesContext, which the ledger's cursor logs
+to as well) and those on connections of their own; BEGIN and COMMIT are not counted. Lock waits: the parent samples pg_stat_activity and pg_locks every
 --sample-ms during the timed window; a session waits on numbering when it waits for a lock and its
 statement is on members_dailysequence or its ungranted lock is on that table. "numbering waits" is the
 number of distinct waiting statements seen (pid, statement start), "waiting/open" the mean number of
@@ -303,7 +303,8 @@ def _make_ops(cfg: dict, idx: int):
 
 def _count_statements(run, inputs: list) -> list[dict]:
     """Statements per operation: every psycopg cursor execute on the connection (Django's cursors and the
-    ledger's own prepared cursor alike), and Django's share of them as CaptureQueriesContext sees it."""
+    ledger's own prepared cursor alike), and the share CaptureQueriesContext sees: Django's connection, whose
+    log the ledger's cursor writes to as well; the rest runs on other connections (the business number's)."""
     import psycopg
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -885,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     header = (
         f"{'history':<7} {'w':>2} {'operation':<21} {'ops/s':>8} {'ratio':>6} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'queries':>7} {'dj/ldg':>7} {'ops':>6} {'err':>4} {'numbering':>9} {'wait/open':>9} {'oth.lk':>6} "
+        f"{'queries':>7} {'dj/own':>7} {'ops':>6} {'err':>4} {'numbering':>9} {'wait/open':>9} {'oth.lk':>6} "
         f"{'cpu:wrk':>7} {'pg':>4} {'other':>5}"
     )
     print(header)
@@ -928,9 +929,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("note: ratio = ops/s / ledger_post ops/s of the same history and worker count; queries = statements per")
     print(
-        f"      operation (median of {COUNTED_OPS} on worker 0), dj/ldg = Django's (CaptureQueriesContext, savepoints included)"
+        f"      operation (median of {COUNTED_OPS} on worker 0), dj/own = on Django's connection (CaptureQueriesContext,"
     )
-    print("      / the rest (the ledger's own prepared cursor); BEGIN/COMMIT not counted.")
+    print("      savepoints and the ledger's prepared statements included) / on connections of their own (the business")
+    print("      number's); BEGIN/COMMIT not counted.")
     print("note: numbering = distinct statements seen waiting on members_dailysequence (sampled every "
           f"{args.sample_ms:g} ms: a lower bound); wait/open = mean sessions waiting on it / mean open "
           "transactions; oth.lk = other lock waits seen.")  # fmt: skip

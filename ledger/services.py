@@ -226,9 +226,19 @@ def get_or_create_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> 
 
 def find_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account | None]:
     """The accounts of `specs` that exist (None for the others), in one query; creates nothing."""
+    return find_accounts_and_balances(merchant, specs, balances=False)[0]
+
+
+def find_accounts_and_balances(
+    merchant: Merchant, specs: Sequence[AccountSpec], *, balances: bool = True
+) -> tuple[list[Account | None], dict[int, int]]:
+    """The accounts of `specs` that exist (None for the others) and the current balance of each bounded
+    one (account id → balance), in one query; creates nothing. Balances are as of the query: read them
+    after the locks that keep them (a wallet operation's member and card locks)."""
     identities = [_identity(spec) for spec in specs]
-    found = _accounts_by_identity(merchant.pk, list(dict.fromkeys(identities)))
-    return [found.get(identity) for identity in identities]
+    current: dict[int, int] | None = {} if balances else None
+    found = _accounts_by_identity(merchant.pk, list(dict.fromkeys(identities)), current)
+    return [found.get(identity) for identity in identities], current or {}
 
 
 @functools.cache
@@ -237,24 +247,40 @@ def _account_columns() -> tuple[tuple[str, ...], str]:
     return tuple(f.attname for f in fields), ", ".join(f.column for f in fields)
 
 
-def _accounts_by_identity(merchant_id: int, identities: list[tuple[str, str, str, str]]) -> dict:
+def _accounts_by_identity(
+    merchant_id: int, identities: list[tuple[str, str, str, str]], balances: dict[int, int] | None = None
+) -> dict:
     """One query (a row-value IN list on the account identity index; SQLite and PostgreSQL alike), rows
-    built as the ORM loads them."""
+    built as the ORM loads them; with `balances`, the cached balances of the bounded ones are read by the
+    same query (a LEFT JOIN) into it."""
     if not identities:
         return {}
     attnames, columns = _account_columns()
     conn = connections[DEFAULT_DB_ALIAS]
+    table, balance_table = Account._meta.db_table, AccountBalance._meta.db_table
+    if balances is not None:
+        columns = ", ".join(f"a.{c.strip()}" for c in columns.split(","))
+        source = f"{table} a LEFT JOIN {balance_table} b ON b.account_id = a.id"
+        columns += ", b.balance"
+    else:
+        source = f"{table} a"
     found = {}
     for chunk in _chunks(identities, 200):
         with conn.cursor() as cursor:
             cursor.execute(
-                f"SELECT {columns} FROM {Account._meta.db_table} WHERE merchant_id = %s"
-                " AND (holder_key, purpose, unit, detail) IN (" + ", ".join(["(%s, %s, %s, %s)"] * len(chunk)) + ")",
+                f"SELECT {columns} FROM {source} WHERE a.merchant_id = %s"
+                " AND (a.holder_key, a.purpose, a.unit, a.detail) IN ("
+                + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+                + ")",
                 [merchant_id, *(v for identity in chunk for v in identity)],
             )
             rows = cursor.fetchall()
         for row in rows:
+            if balances is not None:
+                *row, balance = row
             account = Account.from_db(conn.alias, attnames, row)
+            if balances is not None and not account.allow_negative and balance is not None:
+                balances[account.id] = balance
             if timezone.is_naive(account.created_at):  # SQLite's raw rows: stored in UTC
                 account.created_at = account.created_at.replace(tzinfo=datetime.UTC)
             found[(account.holder_key, account.purpose, account.unit, account.detail)] = account

@@ -90,7 +90,7 @@ def test_consumption_of_one_and_of_ten_lines(shop, actor, django_assert_max_num_
     recharge(shop, actor)
     recharge(shop, actor)
     consume(shop, actor, 10)
-    one = budget(13, 19)
+    one = budget(12, 18)
     # One more entry per line: on PostgreSQL one call of ledger_post_entry(); on SQLite a savepoint (2),
     # the bounded balances (a SELECT and a batched UPDATE for more than 4), the entry and its legs.
     per_entry = budget(1, 6)
@@ -133,7 +133,7 @@ def test_cash_refund_of_stored_value(shop, actor, django_assert_max_num_queries)
     services.cash_refund_stored_value(member=first.member, payment_method="wechat", reason="退卡", actor=actor)
     recharge(shop, actor)
     consume(shop, actor, 1)
-    with django_assert_max_num_queries(budget(16, 22)):
+    with django_assert_max_num_queries(budget(15, 21)):
         services.cash_refund_stored_value(member=shop.member, payment_method="wechat", reason="退卡", actor=actor,
                                           store=shop.store)  # fmt: skip
 

@@ -62,11 +62,21 @@ def accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account]:
     return [remembered[key] for key in keys]
 
 
-def prefetch(merchant: Merchant, specs: Iterable[AccountSpec]) -> None:
+def prefetch(merchant: Merchant, specs: Iterable[AccountSpec]) -> dict[int, int]:
     """Fetch in one query the existing accounts an operation is about to look up (none is created here:
-    a lookup creates what is missing when, and only if, the operation really posts to it)."""
-    if _remembered.get() is not None:
-        existing(merchant, list(specs))
+    a lookup creates what is missing when, and only if, the operation really posts to it). Returns the
+    current balances of the bounded ones fetched (account id → balance), read by the same query: call it
+    after the operation's locks, and read a balance from it before posting to that account."""
+    remembered = _remembered.get()
+    if remembered is None:
+        return {}
+    wanted = {_key(merchant.pk, spec): spec for spec in specs}
+    wanted = {key: spec for key, spec in wanted.items() if key not in remembered}
+    if not wanted:
+        return {}
+    found, balances = ledger.find_accounts_and_balances(merchant, list(wanted.values()))
+    remembered.update((key, account) for key, account in zip(wanted, found, strict=True) if account is not None)
+    return balances
 
 
 def existing(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account | None]:
@@ -104,6 +114,17 @@ def stored_value_specs(member: Owner) -> list[AccountSpec]:
 def stored_value_accounts(member: Owner) -> tuple[Account, Account]:
     principal, bonus = accounts(member.merchant, stored_value_specs(member))
     return principal, bonus
+
+
+def stored_value_balances(member: Owner, known: dict[int, int]) -> tuple[Account, Account, int, int]:
+    """The member's principal and bonus accounts and their balances: from `known` (balances a prefetch
+    just read) when it has them, otherwise read now (one query)."""
+    from ledger import selectors as ledger_selectors
+
+    principal, bonus = stored_value_accounts(member)
+    if principal.pk not in known or bonus.pk not in known:
+        known = ledger_selectors.balances([principal, bonus])
+    return principal, bonus, known[principal.pk], known[bonus.pk]
 
 
 def grant_spec(grant: Grant) -> AccountSpec:

@@ -27,7 +27,7 @@ from ..accounts import (
     grant_deferred_account,
     ledger_account,
     prefetch,
-    stored_value_accounts,
+    stored_value_balances,
     voucher_account,
     with_spend_tally,
 )
@@ -272,14 +272,14 @@ def _lock_benefits(member: Owner, items: list[ConsumptionItem], settings, now) -
     grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
     vouchers = {v.pk: v for v in Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk")}
     held = _Held(card=card, grants=grants, vouchers=vouchers)
-    prefetch(
+    balances = prefetch(  # the accounts the lines post to, in one query, with the balances after the locks
         member.merchant,
         consumption_specs(member, items, card is not None, grants, vouchers, settings.points_valid_years, now),
     )
     if card is not None:
-        held.principal_acct, held.bonus_acct = stored_value_accounts(member)
-        current = ledger_selectors.balances([held.principal_acct, held.bonus_acct])
-        held.principal_left, held.bonus_left = current[held.principal_acct.pk], current[held.bonus_acct.pk]
+        held.principal_acct, held.bonus_acct, held.principal_left, held.bonus_left = stored_value_balances(
+            member, balances
+        )
     return held
 
 

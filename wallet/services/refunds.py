@@ -35,7 +35,7 @@ from ..accounts import (
     points_lot_expired,
     points_lot_expiry_year,
     prefetch,
-    stored_value_accounts,
+    stored_value_balances,
     tally_legs,
 )
 from ..models import (
@@ -229,10 +229,8 @@ def cash_refund_stored_value(
     lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = lock_card(member, create=False)
     now = timezone.now()
-    prefetch(merchant, cash_refund_specs(member, payment_method))
-    principal_acct, bonus_acct = stored_value_accounts(member)
-    current = ledger_selectors.balances([principal_acct, bonus_acct])
-    principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
+    balances = prefetch(merchant, cash_refund_specs(member, payment_method))  # one query, after the locks
+    principal_acct, bonus_acct, principal, bonus = stored_value_balances(member, balances)
     if principal == 0 and bonus == 0:
         raise fail("stored_value", "nothing_to_refund", _("There is nothing on the stored-value card to refund."))
     takeback = _plan_gifts_takeback(member, now)

@@ -106,7 +106,7 @@ def test_consumption_with_a_coupon(shop, actor, django_assert_max_num_queries):
     grant = Grant.objects.get(member=shop.member)
     item = services.ConsumptionItem(service=shop.car_wash, staff=shop.staff, grant=grant)
     services.consume(member=shop.member, store=shop.store, actor=actor, items=[item])
-    with django_assert_max_num_queries(budget(16, 23)):
+    with django_assert_max_num_queries(budget(15, 22)):
         services.consume(member=shop.member, store=shop.store, actor=actor, items=[item])
 
 
@@ -143,7 +143,7 @@ def test_cash_refund_of_a_coupon(shop, actor, django_assert_max_num_queries):
                       items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon, quantity=2)])  # fmt: skip
     first, second = Grant.objects.filter(member=shop.member).order_by("pk")
     services.cash_refund_grant(grant=first, payment_method="wechat", reason="退券", actor=actor, store=shop.store)
-    with django_assert_max_num_queries(budget(14, 19)):
+    with django_assert_max_num_queries(budget(13, 18)):
         services.cash_refund_grant(grant=second, payment_method="wechat", reason="退券", actor=actor, store=shop.store)
 
 

@@ -116,6 +116,13 @@ def stored_value_accounts(member: Owner) -> tuple[Account, Account]:
     return principal, bonus
 
 
+def balance_of(account: Account, known: dict[int, int]) -> int:
+    """The account's balance from `known` (balances a prefetch just read), or read now (one query)."""
+    from ledger import selectors as ledger_selectors
+
+    return known[account.pk] if account.pk in known else ledger_selectors.balance(account)
+
+
 def stored_value_balances(member: Owner, known: dict[int, int]) -> tuple[Account, Account, int, int]:
     """The member's principal and bonus accounts and their balances: from `known` (balances a prefetch
     just read) when it has them, otherwise read now (one query)."""

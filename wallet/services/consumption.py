@@ -22,6 +22,7 @@ from members.models import Owner, Staff, Store
 from .. import rules
 from ..accounts import (
     Purpose,
+    balance_of,
     consumption_specs,
     grant_account,
     grant_deferred_account,
@@ -258,6 +259,8 @@ class _Held:
     grant_left: dict[int, int] = dataclasses.field(default_factory=dict)
     deferred_left: dict[int, int] = dataclasses.field(default_factory=dict)
     voucher_left: dict[int, int] = dataclasses.field(default_factory=dict)
+    # Bounded balances read with the accounts after the locks (wallet.accounts.prefetch): account id → balance.
+    known: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 def _lock_benefits(member: Owner, items: list[ConsumptionItem], settings, now) -> _Held:
@@ -272,13 +275,13 @@ def _lock_benefits(member: Owner, items: list[ConsumptionItem], settings, now) -
     grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
     vouchers = {v.pk: v for v in Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk")}
     held = _Held(card=card, grants=grants, vouchers=vouchers)
-    balances = prefetch(  # the accounts the lines post to, in one query, with the balances after the locks
+    held.known = prefetch(  # the accounts the lines post to, in one query, with the balances after the locks
         member.merchant,
         consumption_specs(member, items, card is not None, grants, vouchers, settings.points_valid_years, now),
     )
     if card is not None:
         held.principal_acct, held.bonus_acct, held.principal_left, held.bonus_left = stored_value_balances(
-            member, balances
+            member, held.known
         )
     return held
 
@@ -341,7 +344,7 @@ def _grant_legs(line: ConsumptionLine, item: ConsumptionItem, member: Owner, hel
     account = grant_account(grant)
     deferred = grant_deferred_account(grant)
     if grant.pk not in held.grant_left:
-        held.grant_left[grant.pk] = ledger_selectors.balance(account)
+        held.grant_left[grant.pk] = balance_of(account, held.known)
         held.deferred_left[grant.pk] = ledger_selectors.balance(deferred)
     if quantity > held.grant_left[grant.pk]:
         raise fail(f"{field}.quantity", "grant_uses_insufficient",

@@ -27,6 +27,7 @@ from .. import rules
 from ..accounts import (
     POINT,
     Purpose,
+    balance_of,
     cash_refund_specs,
     grant_account,
     grant_deferred_account,
@@ -481,9 +482,9 @@ def cash_refund_grant(
     lock_members([grant.member_id])
     grant = Grant.objects.select_for_update(of=("self",)).select_related("member").get(pk=grant.pk)
     check_grant_active(grant, timezone.now(), "grant")  # what is expired or closed has nothing to pay out
-    prefetch(merchant, grant_refund_specs(grant, payment_method))
+    balances = prefetch(merchant, grant_refund_specs(grant, payment_method))  # one query, after the locks
     account = grant_account(grant)
-    left = ledger_selectors.balance(account)
+    left = balance_of(account, balances)
     if left == 0:
         raise fail("grant", "grant_used_up", _("%(grant)s has no unused uses."), grant=str(grant))
     deferred = grant_deferred_account(grant)

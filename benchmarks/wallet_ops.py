@@ -585,6 +585,7 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     from members import services as member_services
     from members.models import Level, Merchant, Owner, Store
     from wallet import services
+    from wallet.accounts import points_lot_detail
     from wallet.models import (
         CommissionKind,
         CouponTemplate,
@@ -642,8 +643,8 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     )
     principals = ledger.get_or_create_member_accounts(merchant, "principal", "CNY", owner_ids)
     ledger.get_or_create_member_accounts(merchant, "bonus", "CNY", owner_ids)
-    # This year's points lot, encoded as docs/wallet.md says (exp<year earned + years valid>).
-    lot = f"exp{timezone.localdate().year + WalletSettings.objects.get(merchant=merchant).points_valid_years}"
+    # This year's points lot (wallet.accounts knows how lots are named).
+    lot = points_lot_detail(timezone.localdate(), WalletSettings.objects.get(merchant=merchant).points_valid_years)
     points = ledger.get_or_create_member_accounts(merchant, "points", "POINT", owner_ids, detail=lot)
     # The level tallies a consumption credits (wallet.accounts).
     spends = ledger.get_or_create_member_accounts(merchant, "spend", "CNY", owner_ids)

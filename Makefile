@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1:8000
 
-.PHONY: run test venv lint requirements benchmark
+.PHONY: run test venv lint requirements benchmark messages catalog
 
 $(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,21 @@ $(VENV)/.installed: requirements/dev.txt
 
 venv: $(VENV)/.installed
 
-run: venv
+# The Chinese catalog (locale/zh_Hans/LC_MESSAGES/django.po) is committed; its .mo is built here, in Python.
+catalog: venv
+	$(PY) manage.py compile_catalog
+
+# After adding or changing user-facing strings: extract them (needs GNU gettext), translate the new
+# entries in the .po, run again. tests/test_i18n.py fails while any is missing or untranslated.
+messages: venv
+	$(PY) manage.py update_catalog
+
+run: catalog
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo_data
 	$(PY) manage.py runserver $(HOST)
 
-test: venv
+test: catalog
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

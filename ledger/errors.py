@@ -42,7 +42,7 @@ class InsufficientBalance(LedgerError):
         super().__init__(
             "amount",
             _("Insufficient balance in %(account)s: %(balance)s left, %(needed)s needed."),
-            params={"account": account.purpose, "balance": amount,
+            params={"account": account.get_purpose_display(), "balance": amount,
                     "needed": yuan(-change) if account.unit == "CNY" else str(-change)},
         )  # fmt: skip
 

@@ -11,16 +11,19 @@ from django.contrib.admin.options import IncorrectLookupParameters, InlineModelA
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import QuerySet
 from django.forms.models import InlineForeignKeyField
 from django.http import HttpRequest
-from django.utils.text import smart_split
+from django.utils.text import capfirst, smart_split
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import fail
+from core.forms import YuanField
+from core.money import yuan
 
 from . import roles, scoping, selectors, services
 from .models import AuditEvent, Building, Estate, Level, MemberCard, Merchant, Owner, Room, Staff, Store
@@ -206,9 +209,84 @@ class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
         return super()._check_values(value)
 
 
-class ScopedFieldsMixin:
+# ---------------------------------------------------------------- money in yuan
+# Money columns are integer fen named `*_fen` (house rule). Every admin shows them in yuan (list
+# columns, read-only fields) and takes them in yuan (form fields that clean to fen).
+
+
+def is_fen_field(field) -> bool:
+    return isinstance(field, models.IntegerField) and field.name.endswith("_fen")
+
+
+def yuan_attr(name: str) -> str:
+    """The admin attribute that shows fen field `name` in yuan."""
+    return f"{name}_yuan"
+
+
+def yuan_column(field: models.Field):
+    """A list/read-only column showing a fen field as ¥1,234.56, labelled and sorted as the field."""
+
+    def column(obj) -> str:
+        value = getattr(obj, field.attname)
+        return "" if value is None else yuan(value)
+
+    column.short_description = field.verbose_name
+    column.admin_order_field = field.name
+    return column
+
+
+class YuanAdminMixin:
+    """Fen fields in yuan in every admin and inline: YuanField in forms; `<field>_yuan` columns (set on
+    the instance, one per fen field) in lists and wherever the field is shown read-only."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.money_fields = {f.name: yuan_attr(f.name) for f in self.model._meta.concrete_fields if is_fen_field(f)}
+        for field in self.model._meta.concrete_fields:
+            if field.name in self.money_fields:
+                setattr(self, yuan_attr(field.name), yuan_column(field))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if is_fen_field(db_field):
+            # A minimum of 1 fen means "more than zero"; anything else is checked by the model's validators.
+            positive = any(getattr(v, "limit_value", None) == 1 for v in db_field.validators)
+            return YuanField(
+                label=capfirst(db_field.verbose_name),
+                help_text=db_field.help_text,
+                required=not db_field.blank,
+                initial=db_field.get_default() if db_field.has_default() else None,
+                allow_zero=not positive,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = [self.money_fields.get(name, name) for name in super().get_readonly_fields(request, obj)]
+        if not self.has_change_permission(request, obj):
+            # View-only: Django shows every field read-only; the money ones through their yuan column.
+            readonly += [name for name in self.money_fields.values() if name not in readonly]
+        return readonly
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.money_fields:
+            return fields
+        readonly = set(self.get_readonly_fields(request, obj))
+        result = []
+        for name in fields:
+            if name in self.money_fields and self.money_fields[name] in readonly:
+                name = self.money_fields[name]
+            if name not in result:
+                result.append(name)
+        # A yuan column stands in for its fen field: never both.
+        return [n for n in result if not (n in self.money_fields.values() and n.removesuffix("_yuan") in result)]
+
+    def get_list_display(self, request):
+        return [self.money_fields.get(n, n) if isinstance(n, str) else n for n in super().get_list_display(request)]
+
+
+class ScopedFieldsMixin(YuanAdminMixin):
     """Foreign-key and many-to-many choices of forms and inlines: only rows the user may see; integer
-    fields bounded by what the database column holds."""
+    fields bounded by what the database column holds; money in yuan."""
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         bounds = _integer_range(db_field) if isinstance(db_field, models.IntegerField) else None
@@ -257,6 +335,22 @@ def _scoped_inline(inline: type[InlineModelAdmin]) -> type[InlineModelAdmin]:
     return type(f"Scoped{inline.__name__}", (ScopedInline, inline), {})
 
 
+MERCHANT_COLUMN = "merchant_of_row"
+
+
+def merchant_column(lookup: str):
+    def column(obj) -> str:
+        for hop in lookup.split("__"):
+            obj = getattr(obj, hop, None)
+            if obj is None:
+                return ""
+        return str(obj)
+
+    column.short_description = _("merchant")
+    column.admin_order_field = lookup
+    return column
+
+
 class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
     """Shows only rows of the user's merchant (all rows to platform admins), in lists, filters, search,
     detail pages and every choice of its forms and inlines. Nothing is deleted through the admin:
@@ -264,11 +358,45 @@ class MerchantScopedAdmin(ScopedFieldsMixin, admin.ModelAdmin):
 
     form = MerchantScopedForm
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lookup = self.merchant_lookup()
+        if lookup and "__" in lookup:
+            # A row whose merchant is a few relations away (a room's, a card's): a column of its own,
+            # labelled "merchant" (Django would label the lookup with every model on the way).
+            setattr(self, MERCHANT_COLUMN, merchant_column(lookup))
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scoping.scope_queryset(super().get_queryset(request), request.user)
 
+    def merchant_lookup(self) -> str | None:
+        """The lookup from this admin's model to its merchant, for the platform admin's merchant column and
+        filter (None for the merchants themselves and for rows of no merchant)."""
+        path = scoping.merchant_path(self.model)
+        return None if path in (None, scoping.GLOBAL, "pk") else path
+
+    def get_list_display(self, request: HttpRequest):
+        # The merchant column is the platform admin's: staff of one merchant see only their own rows.
+        lookup = self.merchant_lookup()
+        names = [n for n in super().get_list_display(request) if n not in (lookup, MERCHANT_COLUMN)]
+        if not (lookup and _is_platform(request)):
+            return names
+        return [*names, MERCHANT_COLUMN if "__" in lookup else lookup]
+
+    def get_list_select_related(self, request: HttpRequest):
+        selected = super().get_list_select_related(request)
+        lookup = self.merchant_lookup()
+        if lookup and _is_platform(request) and isinstance(selected, list | tuple):
+            # Named relations only (a bare select_related() would drop them): add the merchant's.
+            return [*selected, lookup] if selected else selected
+        return selected
+
     def get_list_filter(self, request: HttpRequest):
-        return scoped_list_filter(self.model, super().get_list_filter(request))
+        lookup = self.merchant_lookup()
+        entries = [e for e in super().get_list_filter(request) if (e[0] if isinstance(e, tuple) else e) != lookup]
+        if lookup and _is_platform(request):
+            entries.append(lookup)
+        return scoped_list_filter(self.model, entries)
 
     def get_inlines(self, request, obj):
         return [_scoped_inline(inline) for inline in super().get_inlines(request, obj)]
@@ -527,7 +655,7 @@ class MemberCardAdmin(MerchantScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Report lost and issue replacement (挂失补卡)", permissions=["change"])
+    @admin.action(description=_("Report lost and issue a replacement card"), permissions=["change"])
     def replace_lost_cards(self, request, queryset):
         for card in queryset:
             try:
@@ -641,9 +769,63 @@ class StaffAdmin(MerchantScopedAdmin):
             self.save_formset(request, form, formset, change=change)
 
 
+class AuditActionFilter(admin.SimpleListFilter):
+    """The recorded actions by name (the column holds codes)."""
+
+    title = _("action")
+    parameter_name = "action"
+
+    def lookups(self, request, model_admin):
+        return list(AuditEvent.ACTION_LABELS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+class AuditObjectTypeFilter(admin.SimpleListFilter):
+    """The kinds of object the user's audit events are about (not every content type of the project)."""
+
+    title = _("object type")
+    parameter_name = "object_type"
+
+    def lookups(self, request, model_admin):
+        ids = model_admin.get_queryset(request).order_by().values_list("content_type", flat=True).distinct()
+        types = ContentType.objects.filter(pk__in=list(ids))
+        return sorted(((str(t.pk), capfirst(t.model_class()._meta.verbose_name)) for t in types if t.model_class()),
+                      key=lambda choice: str(choice[1]))  # fmt: skip
+
+    def queryset(self, request, queryset):
+        value = str(self.value() or "")  # facet counts pass the lookup value as it is
+        if not value:
+            return queryset
+        if not value.isdigit() or len(value) > 18:
+            raise IncorrectLookupParameters("not an object type")
+        return queryset.filter(content_type_id=int(value))
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyScopedAdmin):
-    list_display = ("at", "action", "actor", "actor_label", "content_type", "object_id", "merchant")
-    list_filter = ("action", "content_type", "merchant")
+    list_display = ("at", "action_name", "actor_name", "object_type", "target_name", "merchant")
+    list_filter = (AuditActionFilter, AuditObjectTypeFilter, "merchant")
+    list_select_related = ("actor", "content_type", "merchant")
     search_fields = ("object_id", "reason", "actor__username")
     date_hierarchy = "at"
+    exclude = ("action", "actor_label", "content_type")  # shown by name
+    readonly_fields = ("action_name", "actor_name", "object_type")
+
+    @admin.display(description=_("action"), ordering="action")
+    def action_name(self, obj: AuditEvent) -> str:
+        return obj.get_action_display()
+
+    @admin.display(description=_("actor"))
+    def actor_name(self, obj: AuditEvent) -> str:
+        return obj.get_actor_display()
+
+    @admin.display(description=_("object type"), ordering="content_type")
+    def object_type(self, obj: AuditEvent) -> str:
+        model = obj.content_type.model_class()
+        return capfirst(model._meta.verbose_name) if model else obj.content_type.model
+
+    @admin.display(description=_("object"))
+    def target_name(self, obj: AuditEvent) -> str:
+        return obj.object_id

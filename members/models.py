@@ -51,7 +51,7 @@ class Merchant(models.Model):
 
 
 class Store(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="stores")
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="stores")
     code = models.SlugField(_("code"), max_length=32)
     name = models.CharField(_("name"), max_length=100)
     address = models.CharField(_("address"), max_length=200, blank=True)
@@ -76,7 +76,7 @@ class Store(models.Model):
 
 
 class Estate(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="estates")
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="estates")
     name = models.CharField(_("name"), max_length=100)
     address = models.CharField(_("address"), max_length=200, blank=True)
 
@@ -91,7 +91,7 @@ class Estate(models.Model):
 
 
 class Building(models.Model):
-    estate = models.ForeignKey(Estate, on_delete=models.PROTECT, related_name="buildings")
+    estate = models.ForeignKey(Estate, verbose_name=_("estate"), on_delete=models.PROTECT, related_name="buildings")
     name = models.CharField(_("name"), max_length=50)
 
     class Meta:
@@ -105,7 +105,7 @@ class Building(models.Model):
 
 
 class Room(models.Model):
-    building = models.ForeignKey(Building, on_delete=models.PROTECT, related_name="rooms")
+    building = models.ForeignKey(Building, verbose_name=_("building"), on_delete=models.PROTECT, related_name="rooms")
     number = models.CharField(_("room number"), max_length=20)
     area_sqm = models.DecimalField(_("area (m²)"), max_digits=8, decimal_places=2, null=True, blank=True)
 
@@ -126,7 +126,7 @@ class Room(models.Model):
 class Level(models.Model):
     """Member level (普通/银卡/金卡…) and its benefits."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="levels")
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="levels")
     name = models.CharField(_("name"), max_length=50)
     rank = models.PositiveSmallIntegerField(_("rank"), help_text=_("Higher rank is a better level."))
     # Basis points of the member price: 10000 = no discount, 9500 = 95折.
@@ -140,7 +140,7 @@ class Level(models.Model):
     birthday_gift = models.CharField(_("birthday gift"), max_length=200, blank=True)
     birthday_gift_points = models.PositiveIntegerField(_("birthday gift points"), default=0)
     upgrade_spend_fen = models.BigIntegerField(
-        _("upgrade at cumulative spend (fen)"), null=True, blank=True, validators=[MinValueValidator(0)]
+        _("upgrade at cumulative spend (yuan)"), null=True, blank=True, validators=[MinValueValidator(0)]
     )
     upgrade_points = models.BigIntegerField(
         _("upgrade at cumulative points"), null=True, blank=True, validators=[MinValueValidator(0)]
@@ -167,17 +167,24 @@ class Owner(models.Model):
         FROZEN = "frozen", _("Frozen")
         CLOSED = "closed", _("Closed")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="owners")
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="owners")
     member_number = models.CharField(_("member number"), max_length=20, editable=False)
     name = models.CharField(_("name"), max_length=50)
     mobile = models.CharField(_("mobile phone"), max_length=11, validators=[mobile_validator])
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
-    level = models.ForeignKey(Level, on_delete=models.PROTECT, null=True, blank=True, related_name="owners")
+    level = models.ForeignKey(
+        Level, verbose_name=_("level"), on_delete=models.PROTECT, null=True, blank=True, related_name="owners"
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
     rooms = models.ManyToManyField(Room, blank=True, related_name="owners", verbose_name=_("rooms"))
     registered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("registered by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
 
     class Meta:
@@ -199,14 +206,16 @@ class MemberCard(models.Model):
         REPLACED = "replaced", _("Replaced (lost)")
         CLOSED = "closed", _("Closed")
 
-    owner = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="cards")
+    owner = models.ForeignKey(Owner, verbose_name=_("owner"), on_delete=models.PROTECT, related_name="cards")
     card_number = models.CharField(_("card number"), max_length=24, unique=True, editable=False)
     # Per-card key of the dynamic code (HMAC); never shown in the admin.
-    secret = models.CharField(max_length=64, editable=False, default=secrets.token_hex)
+    secret = models.CharField(_("secret"), max_length=64, editable=False, default=secrets.token_hex)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
     issued_at = models.DateTimeField(_("issued at"), default=timezone.now)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
-    replaced_by = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaces")
+    replaced_by = models.OneToOneField(
+        "self", verbose_name=_("replaced by"), on_delete=models.PROTECT, null=True, blank=True, related_name="replaces"
+    )
 
     class Meta:
         verbose_name = _("member card")
@@ -232,8 +241,10 @@ class Staff(models.Model):
         FINANCE = "finance", _("Finance")
         CLERK = "clerk", _("Clerk")
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="staff")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("login"), on_delete=models.PROTECT, related_name="staff"
+    )
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="staff")
     name = models.CharField(_("name"), max_length=50)
     mobile = models.CharField(_("mobile phone"), max_length=11, validators=[mobile_validator], blank=True)
     role = models.CharField(_("primary role"), max_length=32, choices=Role.choices)
@@ -257,35 +268,83 @@ class DailySequence(models.Model):
     No database foreign key: on PostgreSQL the counter is bumped on a connection of its own
     (members.numbering), which cannot see a merchant created in a transaction not yet committed."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", db_constraint=False)
-    key = models.CharField(max_length=16)
-    day = models.DateField()
-    last_value = models.BigIntegerField(default=0)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    key = models.CharField(_("key"), max_length=16)
+    day = models.DateField(_("day"))
+    last_value = models.BigIntegerField(_("last value"), default=0)
 
     class Meta:
+        verbose_name = _("daily sequence")
+        verbose_name_plural = _("daily sequences")
         constraints = [
             models.UniqueConstraint(fields=["merchant", "key", "day"], name="daily_sequence_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.day:%Y-%m-%d}: {self.last_value}"
 
 
 class AuditEvent(models.Model):
     """Who changed what, when, from what to what, and why. Append-only."""
 
-    at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
-    actor_label = models.CharField(max_length=100, blank=True, help_text="For system actors (jobs).")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, related_name="+")
-    action = models.CharField(max_length=64)
-    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
-    object_id = models.CharField(max_length=64)
+    # The actions the services record (`action` codes), by name.
+    ACTION_LABELS = {
+        "owner.registered": _("Member registered"),
+        "owner.changed": _("Member changed"),
+        "owner.status": _("Member status changed"),
+        "owner.level_kept": _("Member level kept"),
+        "card.replaced": _("Card reported lost and replaced"),
+        "card.closed": _("Card closed"),
+        "staff.created": _("Staff member created"),
+        "staff.changed": _("Staff member changed"),
+        "staff.role_granted": _("Role granted"),
+        "staff.role_revoked": _("Role revoked"),
+        "staff.role_changed": _("Role changed"),
+        "staff.deactivated": _("Staff member deactivated"),
+        "staff.reactivated": _("Staff member reactivated"),
+        "stored_value.closed": _("Stored-value card closed by a cash refund"),
+        "stored_value.gifts_taken_back": _("Plan gifts taken back"),
+    }
+    # Labels of actors that are not people (jobs, scripts).
+    SYSTEM_ACTORS = {
+        "system": _("System"),
+        "system:expiry": _("System (expiry job)"),
+        "system:batch": _("System (batch issuance)"),
+    }
+
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("actor"), on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    actor_label = models.CharField(
+        _("system actor"), max_length=100, blank=True, help_text=_("For system actors (jobs).")
+    )
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    action = models.CharField(_("action"), max_length=64)
+    content_type = models.ForeignKey(ContentType, verbose_name=_("object type"), on_delete=models.PROTECT)
+    object_id = models.CharField(_("object id"), max_length=64)
     target = GenericForeignKey("content_type", "object_id")
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    reason = models.TextField(blank=True)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["content_type", "object_id"])]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.content_type.model}#{self.object_id}"
+        return f"{timezone.localtime(self.at):%Y-%m-%d %H:%M} {self.get_action_display()}"
+
+    def get_action_display(self) -> str:
+        return self.ACTION_LABELS.get(self.action, self.action)
+
+    def get_actor_display(self) -> str:
+        if self.actor_id:
+            return str(self.actor)
+        return self.SYSTEM_ACTORS.get(self.actor_label, self.actor_label)

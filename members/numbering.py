@@ -10,15 +10,37 @@ connection would wait on it, so the counter stays in the caller's transaction th
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
 import os
 import threading
+from collections.abc import Iterator
 
 from django.db import connection
 
 from .models import DailySequence
 
 _local = threading.local()
+
+# Set while a wallet operation runs as a dry run (wallet.quotes): its numbers are placeholders.
+_previewing = contextvars.ContextVar("numbering_preview", default=False)
+
+
+@contextlib.contextmanager
+def preview() -> Iterator[None]:
+    """Numbers taken inside are placeholders that never touch the counter: a dry run that is rolled back
+    (a quote) would otherwise leave a gap in the day's numbers on PostgreSQL for every confirmation
+    page shown."""
+    token = _previewing.set(True)
+    try:
+        yield
+    finally:
+        _previewing.reset(token)
+
+
+def previewing() -> bool:
+    return _previewing.get()
 
 
 def _upsert_sql() -> str:

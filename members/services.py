@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,6 +52,8 @@ def format_number(prefix: str, day: datetime.date, value: int, digits: int) -> s
 def next_business_number(merchant: Merchant, prefix: str, digits: int = 3) -> str:
     """Next `cz…`/`xf…`-style number of the merchant for today (Asia/Shanghai)."""
     day = timezone.localdate()
+    if numbering.previewing():  # a dry run (wallet.quotes), rolled back: a placeholder, unique in the moment
+        return f"{prefix}{day:%Y%m%d}P{secrets.token_hex(4)}"
     return format_number(prefix, day, next_sequence_value(merchant, prefix or "member", day), digits)
 
 

@@ -17,6 +17,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from viewflow.forms import Layout, Row
 
 from core.money import parse_fen, yuan
@@ -380,8 +381,12 @@ class RefundForm(OperationForm):
             "-consumption__created_at", "consumption__number", "line_no"
         )
         self.fields["lines"].label_from_instance = lambda line: (
-            f"{line.consumption.number}/{line.line_no} {line.service.name} ×{line.quantity} "
-            f"{yuan(line.payable_fen)}" + (f" ({line.uses} uses)" if line.uses else "")
+            f"{line.consumption.number}/{line.line_no} {line.service.name} ×{line.quantity} {yuan(line.payable_fen)}"
+            + (
+                (" (" + ngettext("%(uses)s use", "%(uses)s uses", line.uses) % {"uses": line.uses} + ")")
+                if line.uses
+                else ""
+            )
         )
 
     def clean_lines(self):

@@ -410,8 +410,13 @@ class RechargeView(OperationView):
     done_tab = "recharges"
 
     def quote(self, form: RechargeForm) -> wallet_quotes.Quote:
+        cd = form.cleaned_data
         return wallet_quotes.quote_recharge(
-            member=self.member, items=[form.item()], payment_method=form.cleaned_data["payment_method"]
+            member=self.member,
+            store=cd["store"],
+            items=[form.item()],
+            payment_method=cd["payment_method"],
+            actor=self.request.user,
         )
 
     def record(self, form: RechargeForm):
@@ -445,7 +450,9 @@ class ConsumptionView(OperationView):
         return super().build_form(data, benefits=wallet_selectors.member_benefits(self.member), **kwargs)
 
     def quote(self, form: ConsumptionForm) -> wallet_quotes.Quote:
-        return wallet_quotes.quote_consumption(member=self.member, items=[form.item()])
+        return wallet_quotes.quote_consumption(
+            member=self.member, store=form.cleaned_data["store"], items=[form.item()], actor=self.request.user
+        )
 
     def record(self, form: ConsumptionForm):
         cd = form.cleaned_data
@@ -491,7 +498,10 @@ class RefundView(OperationView):
         return context
 
     def quote(self, form: RefundForm) -> wallet_quotes.Quote:
-        return wallet_quotes.quote_refund(member=self.member, lines=list(form.cleaned_data["lines"]))
+        cd = form.cleaned_data
+        return wallet_quotes.quote_refund(
+            member=self.member, store=cd["store"], lines=list(cd["lines"]), reason=cd["reason"], actor=self.request.user
+        )
 
     def record(self, form: RefundForm):
         cd = form.cleaned_data

@@ -1,5 +1,32 @@
+from pathlib import Path
+
 import pytest
 from django.db import connection
+from django.test import Client
+from django.utils import translation
+
+
+def pytest_configure(config):
+    """Build the translation catalog's .mo when it is missing or older than the .po, so tests see the
+    committed translations however they are started (make test compiles it too)."""
+    from core.catalog import compile_catalogs
+
+    compile_catalogs(Path(__file__).resolve().parent.parent, only_stale=True)
+
+
+@pytest.fixture(autouse=True)
+def _english_unless_asked():
+    """Tests run in English, the language of the msgids, unless they ask for Chinese (an Accept-Language
+    header, translation.override): a test of behaviour reads messages as the code writes them, and
+    tests/test_i18n.py checks that the product, which is Chinese first, shows Chinese everywhere."""
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def client() -> Client:
+    """Django's test client asking for English pages (LocaleMiddleware would otherwise serve zh-hans)."""
+    return Client(HTTP_ACCEPT_LANGUAGE="en")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -23,6 +23,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from guardian.shortcuts import get_perms
 
+from core.money import format_fen
 from members import numbering, roles, scoping, selectors
 from members import services as member_services
 from members.admin import MerchantScopedAdmin, PlatformOnlyAdminMixin
@@ -314,7 +315,7 @@ def test_plan_cannot_gift_another_merchants_template_even_for_a_platform_admin(c
     response = client.post(
         admin_url(RechargePlan, "change", plan.pk),
         {
-            "name": plan.name, "pay_fen": plan.pay_fen, "bonus_fen": plan.bonus_fen,
+            "name": plan.name, "pay_fen": format_fen(plan.pay_fen), "bonus_fen": format_fen(plan.bonus_fen),
             "gift_coupon": world.b.coupon.pk, "gift_coupon_quantity": 1, "is_active": "on",
         },
     )  # fmt: skip

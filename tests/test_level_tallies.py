@@ -20,7 +20,7 @@ from wallet.models import ActivityPointsRule, Grant, Voucher
 
 pytestmark = pytest.mark.django_db
 
-opening = importlib.import_module("wallet.migrations.0006_level_tallies")
+opening = importlib.import_module("wallet.migrations.0007_level_tallies")
 
 
 def old_sums(member) -> tuple[int, int]:

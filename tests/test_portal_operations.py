@@ -21,6 +21,7 @@ from ledger import selectors as ledger_selectors
 from ledger.models import Entry
 from members import roles
 from members import services as member_services
+from members.models import AuditEvent, DailySequence
 from tests.factories import make_staff
 from tests.portal_helpers import is_confirmation, post_confirmed
 from tests.wallet_helpers import Shop, load_plan, make_shop, spend_stored_value
@@ -270,28 +271,50 @@ def test_a_clerk_cannot_open_the_operator_pages(client, shop):
 def test_quotes_refuse_what_the_service_refuses(shop):
     with pytest.raises(DomainError) as exc:
         quotes.quote_consumption(
-            member=shop.member, items=[services.ConsumptionItem(shop.cleaning, stored_value_fen=1)]
-        )
+            member=shop.member, store=shop.store, actor=None,
+            items=[services.ConsumptionItem(shop.cleaning, stored_value_fen=1)],
+        )  # fmt: skip
+    assert exc.value.code == "card_missing"  # no stored-value card yet, as the service says
+    load_plan(shop)  # ¥1,200 on the card
+    with pytest.raises(DomainError) as exc:
+        quotes.quote_consumption(
+            member=shop.member, store=shop.store, actor=None,
+            items=[services.ConsumptionItem(shop.cleaning, quantity=20, stored_value_fen=20 * 10_000)],
+        )  # fmt: skip
     assert exc.value.code == "stored_value_insufficient"
+    # A quote is the service run dry: limits the service checks (here the manual bonus) refuse the quote too.
+    with pytest.raises(DomainError) as exc:
+        quotes.quote_recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                              items=[services.RechargeItem(kind="stored_value", amount_fen=10_000, bonus_fen=9_000)])  # fmt: skip
+    assert exc.value.code == "free_value_over_limit"
     WalletSettings.objects.filter(merchant=shop.merchant).update(max_recharge_fen=50_000)
     with pytest.raises(DomainError) as exc:
-        quotes.quote_recharge(member=shop.member, payment_method="cash",
+        quotes.quote_recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
                               items=[services.RechargeItem(kind="plan", plan=shop.plan)])  # fmt: skip
     assert exc.value.code == "amount_over_ceiling"
 
 
-def test_a_quote_writes_nothing(shop):
+def test_a_quote_leaves_nothing_behind_and_takes_no_number(shop):
     load_plan(shop)
-    before = (Entry.objects.count(), Consumption.objects.count())
-    with CaptureQueriesContext(connection) as queries:
-        quotes.quote_consumption(
-            member=shop.member, items=[services.ConsumptionItem(shop.cleaning, stored_value_fen=10_000)]
-        )
-        quotes.quote_recharge(member=shop.member, payment_method="cash",
-                              items=[services.RechargeItem(kind="package", package=shop.cleaning_package, quantity=2)])  # fmt: skip
-    writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
-    assert writes == []
-    assert (Entry.objects.count(), Consumption.objects.count()) == before
+    models = (Entry, Consumption, Recharge, AuditEvent, DailySequence)
+    before = [(m.objects.count(), list(m.objects.values_list("pk", flat=True).order_by("-pk")[:1])) for m in models]
+    counters = list(DailySequence.objects.values_list("key", "last_value").order_by("key"))
+    quote = quotes.quote_consumption(
+        member=shop.member, store=shop.store, actor=None,
+        items=[services.ConsumptionItem(shop.cleaning, stored_value_fen=10_000)],
+    )  # fmt: skip
+    quotes.quote_recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                          items=[services.RechargeItem(kind="package", package=shop.cleaning_package, quantity=2)])  # fmt: skip
+    assert quote.total_fen == 10_000 and quote.principal_fen + quote.bonus_fen == 10_000
+    assert [
+        (m.objects.count(), list(m.objects.values_list("pk", flat=True).order_by("-pk")[:1])) for m in models
+    ] == before
+    assert list(DailySequence.objects.values_list("key", "last_value").order_by("key")) == counters
+    # The real operation after the quote records exactly what the quote said.
+    consumption = services.consume(member=shop.member, store=shop.store, actor=None,
+                                   items=[services.ConsumptionItem(shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
+    line = consumption.lines.get()
+    assert (line.principal_fen, line.bonus_fen) == (quote.principal_fen, quote.bonus_fen)
 
 
 # ---------------------------------------------------------------- amounts

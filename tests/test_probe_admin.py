@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.test import RequestFactory
 from django.urls import reverse
 
+from core.money import format_fen
 from members import roles, selectors
 from members import services as member_services
 from members.models import AuditEvent, MemberCard, Staff
@@ -364,8 +365,8 @@ def test_refusing_another_merchants_row_names_nothing_of_it(client, world):
           "buildings-0-id": b_building.pk, "buildings-0-estate": a.estate.pk, "buildings-0-name": "改名"}),
         (admin_url(Service, "change", service.pk),
          {"name": service.name, "category": service.category_id, "unit_label": service.unit_label,
-          "list_price_fen": service.list_price_fen, "member_price_fen": service.member_price_fen,
-          "commission_kind": service.commission_kind, "commission_value": service.commission_value,
+          "list_price_fen": format_fen(service.list_price_fen), "member_price_fen": format_fen(service.member_price_fen),
+          "commission_kind": service.commission_kind, "commission_value": format_fen(service.commission_value),
           "is_active": "on", "commission_rules-TOTAL_FORMS": 1, "commission_rules-INITIAL_FORMS": 1,
           "commission_rules-0-id": b_rule.pk, "commission_rules-0-service": service.pk,
           "commission_rules-0-staff_level": 3, "commission_rules-0-kind": "fixed", "commission_rules-0-value": 1}),

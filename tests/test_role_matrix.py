@@ -17,6 +17,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from core.money import format_fen
 from members import roles
 from members.models import Level, Merchant, Staff, Store
 from tests.factories import LevelFactory, MerchantFactory, StoreFactory, UserFactory, make_staff
@@ -74,8 +75,9 @@ def _inline(prefix: str, forms: list[dict[str, Any]] = (), initial: int = 0) -> 
 
 
 def _service_form(w: World, **extra) -> dict[str, Any]:
-    data = {"category": w.category.pk, "name": w.service.name, "unit_label": "次", "list_price_fen": 3_000,
-            "member_price_fen": 3_000, "commission_kind": CommissionKind.NONE, "commission_value": 0,
+    # Money in yuan, as the admin takes it (stored in fen).
+    data = {"category": w.category.pk, "name": w.service.name, "unit_label": "次", "list_price_fen": "30.00",
+            "member_price_fen": "30.00", "commission_kind": CommissionKind.NONE, "commission_value": "0",
             "is_active": "on"}  # fmt: skip
     data.update(extra)
     return data
@@ -99,9 +101,9 @@ def _add(model: str) -> Callable[[World], str]:
 
 
 def _settings_defaults() -> dict:
-    """Every WalletSettings field the admin form posts, at its model default."""
+    """Every WalletSettings field the admin form posts, at its model default (money in yuan)."""
     return {
-        f.name: f.default
+        f.name: format_fen(f.default) if f.name.endswith("_fen") else f.default
         for f in WalletSettings._meta.concrete_fields
         if f.name.startswith("max_") or f.name == "confirm_above_fen"
     }
@@ -109,63 +111,63 @@ def _settings_defaults() -> dict:
 
 ACTIONS = [
     Action("add recharge plan", "wallet.add_rechargeplan", _add("wallet.rechargeplan"),
-           lambda w: {"name": "充500送50", "pay_fen": 50_000, "bonus_fen": 5_000, "gift_coupon_quantity": 0,
+           lambda w: {"name": "充500送50", "pay_fen": "500.00", "bonus_fen": "50.00", "gift_coupon_quantity": 0,
                       "is_active": "on"},
            lambda w: RechargePlan.objects.filter(name="充500送50").exists()),
     Action("change recharge plan", "wallet.change_rechargeplan",
            lambda w: f"/admin/wallet/rechargeplan/{w.plan.pk}/change/",
-           lambda w: {"name": w.plan.name, "pay_fen": 100_000, "bonus_fen": 30_000, "gift_coupon_quantity": 0,
+           lambda w: {"name": w.plan.name, "pay_fen": "1,000.00", "bonus_fen": "300.00", "gift_coupon_quantity": 0,
                       "is_active": "on"},
            lambda w: RechargePlan.objects.get(pk=w.plan.pk).bonus_fen == 30_000,
            setup=lambda w: setattr(w, "plan", RechargePlan.objects.create(
                merchant=w.merchant, name="充1000送200", pay_fen=100_000, bonus_fen=20_000))),
     Action("add coupon template", "wallet.add_coupontemplate", _add("wallet.coupontemplate"),
-           lambda w: {"name": "免费洗车", "uses": 1000, "price_fen": 1, "valid_days": 365, "per_member_limit": 0,
+           lambda w: {"name": "免费洗车", "uses": 1000, "price_fen": "0.01", "valid_days": 365, "per_member_limit": 0,
                       "services": [w.service.pk], "is_active": "on"},
-           lambda w: CouponTemplate.objects.filter(name="免费洗车").exists()),
+           lambda w: CouponTemplate.objects.filter(name="免费洗车", price_fen=1).exists()),
     Action("change coupon template", "wallet.change_coupontemplate",
            lambda w: f"/admin/wallet/coupontemplate/{w.coupon.pk}/change/",
-           lambda w: {"name": w.coupon.name, "uses": 1000, "price_fen": 1, "valid_days": 365,
+           lambda w: {"name": w.coupon.name, "uses": 1000, "price_fen": "0.01", "valid_days": 365,
                       "per_member_limit": 0, "services": [w.service.pk], "is_active": "on"},
            lambda w: CouponTemplate.objects.get(pk=w.coupon.pk).uses == 1000,
            setup=lambda w: setattr(w, "coupon", CouponTemplate.objects.create(
                merchant=w.merchant, name="洗车10次", uses=10, price_fen=20_000))),
     Action("add voucher template", "wallet.add_vouchertemplate", _add("wallet.vouchertemplate"),
-           lambda w: {"name": "万元券", "amount_fen": 1_000_000, "price_fen": 0, "valid_days": 30, "is_active": "on"},
-           lambda w: VoucherTemplate.objects.filter(name="万元券").exists()),
+           lambda w: {"name": "万元券", "amount_fen": "10,000.00", "price_fen": "0", "valid_days": 30, "is_active": "on"},
+           lambda w: VoucherTemplate.objects.filter(name="万元券", amount_fen=1_000_000).exists()),
     Action("change voucher template", "wallet.change_vouchertemplate",
            lambda w: f"/admin/wallet/vouchertemplate/{w.voucher.pk}/change/",
-           lambda w: {"name": w.voucher.name, "amount_fen": 1_000_000, "price_fen": 0, "valid_days": 30,
+           lambda w: {"name": w.voucher.name, "amount_fen": "10000", "price_fen": "0.00", "valid_days": 30,
                       "is_active": "on"},
            lambda w: VoucherTemplate.objects.get(pk=w.voucher.pk).amount_fen == 1_000_000,
            setup=lambda w: setattr(w, "voucher", VoucherTemplate.objects.create(
                merchant=w.merchant, name="50元券", amount_fen=5_000, price_fen=4_000))),
     Action("add VIP type", "wallet.add_vipcardtype", _add("wallet.vipcardtype"),
-           lambda w: {"name": "免费年卡", "period": "year", "price_fen": 0, "services": [w.service.pk],
+           lambda w: {"name": "免费年卡", "period": "year", "price_fen": "0", "services": [w.service.pk],
                       "is_active": "on"},
            lambda w: VipCardType.objects.filter(name="免费年卡").exists()),
     Action("change VIP type", "wallet.change_vipcardtype",
            lambda w: f"/admin/wallet/vipcardtype/{w.vip.pk}/change/",
-           lambda w: {"name": w.vip.name, "period": "year", "price_fen": 1, "services": [w.service.pk],
+           lambda w: {"name": w.vip.name, "period": "year", "price_fen": "0.01", "services": [w.service.pk],
                       "is_active": "on"},
            lambda w: VipCardType.objects.get(pk=w.vip.pk).price_fen == 1,
            setup=lambda w: setattr(w, "vip", VipCardType.objects.create(
                merchant=w.merchant, name="年卡", period="year", price_fen=99_900))),
     Action("add service", "wallet.add_service", _add("wallet.service"),
-           lambda w: {**_service_form(w, name="一分钱洗车", list_price_fen=1, member_price_fen=1),
+           lambda w: {**_service_form(w, name="一分钱洗车", list_price_fen="0.01", member_price_fen="0.01"),
                       **_inline("commission_rules")},
            lambda w: Service.objects.filter(name="一分钱洗车").exists()),
     Action("change service price", "wallet.change_service",
            lambda w: f"/admin/wallet/service/{w.service.pk}/change/",
-           lambda w: {**_service_form(w, member_price_fen=1), **_inline("commission_rules")},
+           lambda w: {**_service_form(w, member_price_fen="0.01"), **_inline("commission_rules")},
            lambda w: Service.objects.get(pk=w.service.pk).member_price_fen == 1),
     Action("add package", "wallet.add_entitlementpackage", _add("wallet.entitlementpackage"),
-           lambda w: {"name": "洗车百次", "price_fen": 200_000, "valid_days": 365, "is_active": "on",
+           lambda w: {"name": "洗车百次", "price_fen": "2000.00", "valid_days": 365, "is_active": "on",
                       **_inline("items", [{"service": w.service.pk, "quantity": 100}])},
            lambda w: EntitlementPackage.objects.filter(name="洗车百次").exists()),
     Action("change package", "wallet.change_entitlementpackage",
            lambda w: f"/admin/wallet/entitlementpackage/{w.package.pk}/change/",
-           lambda w: {"name": w.package.name, "price_fen": 200_000, "valid_days": 365, "is_active": "on",
+           lambda w: {"name": w.package.name, "price_fen": "2000.00", "valid_days": 365, "is_active": "on",
                       **_inline("items", [{"id": w.package_item.pk, "package": w.package.pk,
                                            "service": w.service.pk, "quantity": 100}], initial=1)},
            lambda w: PackageItem.objects.get(pk=w.package_item.pk).quantity == 100,
@@ -178,13 +180,13 @@ ACTIONS = [
            lambda w: f"/admin/wallet/service/{w.service.pk}/change/",
            lambda w: {**_service_form(w), **_inline(
                "commission_rules", [{"service": w.service.pk, "staff_level": 1, "kind": CommissionKind.FIXED,
-                                     "value": 2_500}])},
+                                     "value": "25.00"}])},
            lambda w: CommissionRule.objects.filter(service=w.service, value=2_500).exists()),
     Action("change commission rule", "wallet.change_commissionrule",
            lambda w: f"/admin/wallet/service/{w.service.pk}/change/",
            lambda w: {**_service_form(w), **_inline(
                "commission_rules", [{"id": w.rule.pk, "service": w.service.pk, "staff_level": 1,
-                                     "kind": CommissionKind.FIXED, "value": 2_500}], initial=1)},
+                                     "kind": CommissionKind.FIXED, "value": "25.00"}], initial=1)},
            lambda w: CommissionRule.objects.get(pk=w.rule.pk).value == 2_500,
            setup=lambda w: setattr(w, "rule", CommissionRule.objects.create(
                service=w.service, staff_level=1, kind=CommissionKind.FIXED, value=100))),

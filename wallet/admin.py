@@ -2,12 +2,16 @@
 through the services)."""
 
 from django.contrib import admin
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
 
+from core.forms import YuanField, grouped_yuan
 from members.admin import MerchantScopedAdmin, ReadOnlyScopedAdmin, ScopedTabularInline
 
 from .models import (
     ActivityPointsRule,
     CashRefund,
+    CommissionKind,
     CommissionRule,
     Consumption,
     ConsumptionLine,
@@ -47,22 +51,70 @@ class ServiceCategoryAdmin(MerchantScopedAdmin):
     search_fields = ("name",)
 
 
-class CommissionRuleInline(ScopedTabularInline):
+def commission_display(kind: str, value: int) -> str:
+    """A commission as people read it: ¥12.00 per unit, 12.5%, or nothing."""
+    if kind == CommissionKind.FIXED:
+        return f"¥{grouped_yuan(value)}"
+    if kind == CommissionKind.PERCENT:
+        return f"{value / 100:g}%"
+    return "—"
+
+
+class CommissionValueMixin:
+    """A commission value is fen per unit (fixed) or basis points (percentage): both are hundredths, so
+    one input takes yuan or percent with up to two decimals ("12.50" = ¥12.50 or 12.5%) and stores ×100."""
+
+    commission_value_fields = ("commission_value", "value")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in self.commission_value_fields:
+            return YuanField(
+                label=capfirst(db_field.verbose_name),
+                help_text=_("Fixed amount: yuan per unit, e.g. 12.50. Percentage: percent of the payable amount, "
+                            "e.g. 12.5."),
+                initial=db_field.get_default() if db_field.has_default() else None,
+                required=not db_field.has_default(),
+            )  # fmt: skip
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields
+        # Read-only: the value as ¥ or %, by its kind.
+        return [self.commission_attr if name in self.commission_value_fields else name for name in fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not self.has_change_permission(request, obj):
+            readonly.append(self.commission_attr)
+        return readonly
+
+    commission_attr = "commission"
+
+    @admin.display(description=_("commission"))
+    def commission(self, obj) -> str:
+        if isinstance(obj, CommissionRule):
+            return commission_display(obj.kind, obj.value)
+        return commission_display(obj.commission_kind, obj.commission_value)
+
+
+class CommissionRuleInline(CommissionValueMixin, ScopedTabularInline):
     model = CommissionRule
     extra = 0
 
 
 @admin.register(Service)
-class ServiceAdmin(MerchantScopedAdmin):
+class ServiceAdmin(CommissionValueMixin, MerchantScopedAdmin):
     list_display = (
         "name",
         "category",
         "list_price_fen",
         "member_price_fen",
-        "commission_kind",
-        "commission_value",
+        "commission",
         "is_active",
     )
+
     list_filter = ("category", "is_active", "commission_kind")
     search_fields = ("name",)
     inlines = [CommissionRuleInline]
@@ -115,10 +167,24 @@ class RechargePlanAdmin(MerchantScopedAdmin):
 RecordAdmin = ReadOnlyScopedAdmin  # business records change only through the services
 
 
-class RechargeLineInline(ScopedTabularInline):
-    model = RechargeLine
+class RecordInline(ScopedTabularInline):
+    """Lines of a business record: shown (money in yuan), never added, changed or deleted here."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RechargeLineInline(RecordInline):
+    model = RechargeLine
 
 
 @admin.register(Recharge)
@@ -139,11 +205,9 @@ class RechargeAdmin(RecordAdmin):
     inlines = [RechargeLineInline]
 
 
-class ConsumptionLineInline(ScopedTabularInline):
+class ConsumptionLineInline(RecordInline):
     model = ConsumptionLine
     fk_name = "consumption"
-    extra = 0
-    can_delete = False
 
 
 @admin.register(Consumption)
@@ -178,7 +242,7 @@ class CashRefundAdmin(RecordAdmin):
 @admin.register(Grant)
 class GrantAdmin(RecordAdmin):
     list_display = (
-        "id",
+        "__str__",
         "member",
         "kind",
         "coupon_template",
@@ -194,7 +258,7 @@ class GrantAdmin(RecordAdmin):
 
 @admin.register(Voucher)
 class VoucherAdmin(RecordAdmin):
-    list_display = ("id", "member", "template", "face_value_fen", "paid_fen", "valid_until", "status")
+    list_display = ("__str__", "member", "template", "face_value_fen", "paid_fen", "valid_until", "status")
     list_filter = ("status",)
 
 

@@ -37,9 +37,14 @@ class WalletSettings(models.Model):
         PRINCIPAL_FIRST = "principal_first", _("Principal first")
         BONUS_FIRST = "bonus_first", _("Bonus first")
 
-    merchant = models.OneToOneField(Merchant, on_delete=models.PROTECT, related_name="wallet_settings")
+    merchant = models.OneToOneField(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="wallet_settings"
+    )
     spending_policy = models.CharField(
-        max_length=16, choices=SpendingPolicy.choices, default=SpendingPolicy.PROPORTIONAL
+        _("spending policy"),
+        max_length=16,
+        choices=SpendingPolicy.choices,
+        default=SpendingPolicy.PROPORTIONAL,
     )
     points_per_yuan = models.PositiveIntegerField(_("points per yuan spent"), default=1)
     points_on_bonus_spend = models.BooleanField(_("bonus-funded spend earns points"), default=False)
@@ -57,7 +62,7 @@ class WalletSettings(models.Model):
         validators=[MaxValueValidator(10000)],
     )
     max_manual_bonus_fen = fen_field(
-        _("manual bonus at most per recharge (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
+        _("manual bonus at most per recharge (yuan)"), default=1_000_000, validators=[MinValueValidator(0)]
     )
     max_manual_discount_bp = models.PositiveIntegerField(
         _("manual discount on a recharge line at most (basis points off)"),
@@ -70,16 +75,16 @@ class WalletSettings(models.Model):
         validators=[MaxValueValidator(10000)],
     )
     max_free_gift_fen = fen_field(
-        _("a free voucher or coupon given outside a sale worth at most (fen)"),
+        _("a free voucher or coupon given outside a sale worth at most (yuan)"),
         default=50_000,
         validators=[MinValueValidator(0)],
     )
     max_activity_points = models.PositiveIntegerField(_("activity points per award at most"), default=10_000)
     max_recharge_fen = fen_field(
-        _("amount paid per recharge at most (fen)"), default=50_000_000, validators=[MinValueValidator(1)]
+        _("amount paid per recharge at most (yuan)"), default=50_000_000, validators=[MinValueValidator(1)]
     )
     max_consumption_fen = fen_field(
-        _("payable per consumption at most (fen)"), default=10_000_000, validators=[MinValueValidator(1)]
+        _("payable per consumption at most (yuan)"), default=10_000_000, validators=[MinValueValidator(1)]
     )
     # Not a limit: the portal asks the operator to confirm a second time above it (issue 11), since a
     # figure with one digit too many is easy to miss once. ¥10,000 by default.
@@ -87,8 +92,12 @@ class WalletSettings(models.Model):
         _("ask for a second confirmation above (fen)"), default=1_000_000, validators=[MinValueValidator(0)]
     )
 
+    class Meta:
+        verbose_name = _("wallet settings")
+        verbose_name_plural = _("wallet settings")
+
     def __str__(self) -> str:
-        return f"wallet settings of {self.merchant}"
+        return _("Wallet settings of %(merchant)s") % {"merchant": self.merchant}
 
     @classmethod
     def of(cls, merchant_id: int | None) -> WalletSettings:
@@ -142,13 +151,17 @@ class SoldTermsFrozen:
 class ActivityPointsRule(models.Model):
     """Points awarded for an activity (sign-up, review, birthday…), besides points per yuan spent."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="activity_points_rules")
-    code = models.SlugField(max_length=32)
-    name = models.CharField(max_length=100)
-    points = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    is_active = models.BooleanField(default=True)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="activity_points_rules"
+    )
+    code = models.SlugField(_("code"), max_length=32)
+    name = models.CharField(_("name"), max_length=100)
+    points = models.PositiveIntegerField(_("points"), validators=[MinValueValidator(1)])
+    is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
+        verbose_name = _("activity points rule")
+        verbose_name_plural = _("activity points rules")
         constraints = [models.UniqueConstraint(fields=["merchant", "code"], name="activity_points_rule_unique")]
 
     def __str__(self) -> str:
@@ -169,7 +182,9 @@ class ActivityPointsRule(models.Model):
 
 
 class ServiceCategory(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="service_categories")
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="service_categories"
+    )
     name = models.CharField(_("name"), max_length=50)
     tax_rate_bp = models.PositiveIntegerField(
         _("tax rate (basis points)"), default=600, validators=[MaxValueValidator(10000)]
@@ -177,7 +192,8 @@ class ServiceCategory(models.Model):
     tax_category_code = models.CharField(_("tax category code"), max_length=32, blank=True)
 
     class Meta:
-        verbose_name_plural = "service categories"
+        verbose_name = _("service category")
+        verbose_name_plural = _("service categories")
         constraints = [models.UniqueConstraint(fields=["merchant", "name"], name="service_category_unique")]
 
     def __str__(self) -> str:
@@ -186,22 +202,32 @@ class ServiceCategory(models.Model):
 
 class CommissionKind(models.TextChoices):
     NONE = "none", _("No commission")
-    FIXED = "fixed", _("Fixed amount per unit (fen)")
-    PERCENT = "percent", _("Percentage of the payable amount (basis points)")
+    FIXED = "fixed", _("Fixed amount per unit")
+    PERCENT = "percent", _("Percentage of the payable amount")
 
 
 class Service(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="services")
-    category = models.ForeignKey(ServiceCategory, on_delete=models.PROTECT, related_name="services")
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="services"
+    )
+    category = models.ForeignKey(
+        ServiceCategory, verbose_name=_("service category"), on_delete=models.PROTECT, related_name="services"
+    )
     name = models.CharField(_("name"), max_length=100)
     unit_label = models.CharField(_("unit"), max_length=10, default="次")
-    list_price_fen = fen_field(_("list price (fen)"), validators=[MinValueValidator(0)])
-    member_price_fen = fen_field(_("member price (fen)"), validators=[MinValueValidator(0)])
-    commission_kind = models.CharField(max_length=8, choices=CommissionKind.choices, default=CommissionKind.NONE)
-    commission_value = models.PositiveIntegerField(default=0, help_text=_("fen per unit, or basis points"))
-    is_active = models.BooleanField(default=True)
+    list_price_fen = fen_field(_("list price (yuan)"), validators=[MinValueValidator(0)])
+    member_price_fen = fen_field(_("member price (yuan)"), validators=[MinValueValidator(0)])
+    commission_kind = models.CharField(
+        _("commission kind"), max_length=8, choices=CommissionKind.choices, default=CommissionKind.NONE
+    )
+    commission_value = models.PositiveIntegerField(
+        _("commission value"), default=0, help_text=_("Fixed: fen per unit; percentage: basis points.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
+        verbose_name = _("service")
+        verbose_name_plural = _("services")
         constraints = [models.UniqueConstraint(fields=["merchant", "name"], name="service_name_unique")]
 
     def __str__(self) -> str:
@@ -231,13 +257,20 @@ def check_commission(kind: str, value: int | None, unit_price_fen: int | None, f
 class CommissionRule(models.Model):
     """A per-staff-level override of a service's commission."""
 
-    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="commission_rules")
-    staff_level = models.PositiveSmallIntegerField()
-    kind = models.CharField(max_length=8, choices=CommissionKind.choices)
-    value = models.PositiveIntegerField()
+    service = models.ForeignKey(
+        Service, verbose_name=_("service"), on_delete=models.CASCADE, related_name="commission_rules"
+    )
+    staff_level = models.PositiveSmallIntegerField(_("staff level"))
+    kind = models.CharField(_("commission kind"), max_length=8, choices=CommissionKind.choices)
+    value = models.PositiveIntegerField(_("commission value"))
 
     class Meta:
+        verbose_name = _("commission rule")
+        verbose_name_plural = _("commission rules")
         constraints = [models.UniqueConstraint(fields=["service", "staff_level"], name="commission_rule_unique")]
+
+    def __str__(self) -> str:
+        return _("%(service)s, staff level %(level)s") % {"service": self.service, "level": self.staff_level}
 
     def clean(self) -> None:
         service = _related(self, "service")
@@ -248,12 +281,18 @@ class CommissionRule(models.Model):
 
 
 class VoucherTemplate(SoldTermsFrozen, models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="voucher_templates")
-    name = models.CharField(max_length=100)
-    amount_fen = fen_field(_("face value (fen)"), validators=[MinValueValidator(1)])
-    price_fen = fen_field(_("price (fen)"), default=0, validators=[MinValueValidator(0)])
-    valid_days = models.PositiveIntegerField(default=90)
-    is_active = models.BooleanField(default=True)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="voucher_templates"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    amount_fen = fen_field(_("face value (yuan)"), validators=[MinValueValidator(1)])
+    price_fen = fen_field(_("price (yuan)"), default=0, validators=[MinValueValidator(0)])
+    valid_days = models.PositiveIntegerField(_("valid for (days)"), default=90)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("voucher template")
+        verbose_name_plural = _("voucher templates")
 
     def __str__(self) -> str:
         return self.name
@@ -300,14 +339,20 @@ def check_sold_below_list(template, field: str) -> None:
 
 
 class CouponTemplate(SoldTermsFrozen, models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="coupon_templates")
-    name = models.CharField(max_length=100)
-    uses = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    price_fen = fen_field(_("price (fen)"), default=0, validators=[MinValueValidator(0)])
-    valid_days = models.PositiveIntegerField(default=365)
-    per_member_limit = models.PositiveIntegerField(default=0, help_text=_("0 = no limit"))
-    services = models.ManyToManyField(Service, related_name="coupon_templates")
-    is_active = models.BooleanField(default=True)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="coupon_templates"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    uses = models.PositiveIntegerField(_("uses"), validators=[MinValueValidator(1)])
+    price_fen = fen_field(_("price (yuan)"), default=0, validators=[MinValueValidator(0)])
+    valid_days = models.PositiveIntegerField(_("valid for (days)"), default=365)
+    per_member_limit = models.PositiveIntegerField(_("limit per member"), default=0, help_text=_("0 = no limit"))
+    services = models.ManyToManyField(Service, verbose_name=_("services"), related_name="coupon_templates")
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("coupon template")
+        verbose_name_plural = _("coupon templates")
 
     def __str__(self) -> str:
         return self.name
@@ -335,11 +380,19 @@ class CouponTemplate(SoldTermsFrozen, models.Model):
 
 
 class EntitlementPackage(SoldTermsFrozen, models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="entitlement_packages")
-    name = models.CharField(max_length=100)
-    price_fen = fen_field(_("price (fen)"), validators=[MinValueValidator(0)])
-    valid_days = models.PositiveIntegerField(null=True, blank=True, help_text=_("empty = no expiry"))
-    is_active = models.BooleanField(default=True)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="entitlement_packages"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    price_fen = fen_field(_("price (yuan)"), validators=[MinValueValidator(0)])
+    valid_days = models.PositiveIntegerField(
+        _("valid for (days)"), null=True, blank=True, help_text=_("empty = no expiry")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("entitlement package")
+        verbose_name_plural = _("entitlement packages")
 
     def __str__(self) -> str:
         return self.name
@@ -369,12 +422,19 @@ class EntitlementPackage(SoldTermsFrozen, models.Model):
 
 
 class PackageItem(models.Model):
-    package = models.ForeignKey(EntitlementPackage, on_delete=models.CASCADE, related_name="items")
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
-    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    package = models.ForeignKey(
+        EntitlementPackage, verbose_name=_("entitlement package"), on_delete=models.CASCADE, related_name="items"
+    )
+    service = models.ForeignKey(Service, verbose_name=_("service"), on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(_("quantity"), validators=[MinValueValidator(1)])
 
     class Meta:
+        verbose_name = _("package item")
+        verbose_name_plural = _("package items")
         constraints = [models.UniqueConstraint(fields=["package", "service"], name="package_item_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.service} ×{self.quantity}"
 
     def clean(self) -> None:
         package = _related(self, "package")
@@ -396,12 +456,18 @@ class VipCardType(SoldTermsFrozen, models.Model):
         QUARTER = "quarter", _("Quarter")
         MONTH = "month", _("Month")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="vip_card_types")
-    name = models.CharField(max_length=100)
-    period = models.CharField(max_length=8, choices=Period.choices)
-    price_fen = fen_field(_("price (fen)"), validators=[MinValueValidator(0)])
-    services = models.ManyToManyField(Service, blank=True, related_name="vip_card_types")
-    is_active = models.BooleanField(default=True)
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="vip_card_types"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    period = models.CharField(_("period"), max_length=8, choices=Period.choices)
+    price_fen = fen_field(_("price (yuan)"), validators=[MinValueValidator(0)])
+    services = models.ManyToManyField(Service, verbose_name=_("services"), blank=True, related_name="vip_card_types")
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("VIP card type")
+        verbose_name_plural = _("VIP card types")
 
     sold_terms = ("period", "price_fen")
 
@@ -418,17 +484,32 @@ class VipCardType(SoldTermsFrozen, models.Model):
 class RechargePlan(SoldTermsFrozen, models.Model):
     """ "Pay X, get bonus Y" and/or gifts: coupons, an entitlement package, a VIP card."""
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="recharge_plans")
-    name = models.CharField(max_length=100)
-    pay_fen = fen_field(_("pay (fen)"), validators=[MinValueValidator(1)])
-    bonus_fen = fen_field(_("bonus (fen)"), default=0, validators=[MinValueValidator(0)])
-    gift_coupon = models.ForeignKey(CouponTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    gift_coupon_quantity = models.PositiveIntegerField(default=0)
-    gift_package = models.ForeignKey(
-        EntitlementPackage, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="recharge_plans"
     )
-    gift_vip = models.ForeignKey(VipCardType, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    is_active = models.BooleanField(default=True)
+    name = models.CharField(_("name"), max_length=100)
+    pay_fen = fen_field(_("pay (yuan)"), validators=[MinValueValidator(1)])
+    bonus_fen = fen_field(_("bonus (yuan)"), default=0, validators=[MinValueValidator(0)])
+    gift_coupon = models.ForeignKey(
+        CouponTemplate, verbose_name=_("gift coupon"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    gift_coupon_quantity = models.PositiveIntegerField(_("gift coupon quantity"), default=0)
+    gift_package = models.ForeignKey(
+        EntitlementPackage,
+        verbose_name=_("gift entitlement package"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    gift_vip = models.ForeignKey(
+        VipCardType, verbose_name=_("gift VIP card"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("recharge plan")
+        verbose_name_plural = _("recharge plans")
 
     def __str__(self) -> str:
         return self.name
@@ -480,11 +561,20 @@ class StoredValueCard(models.Model):
         ACTIVE = "active", _("Active")
         CLOSED = "closed", _("Closed by cash refund")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    member = models.OneToOneField(Owner, on_delete=models.PROTECT, related_name="stored_value_card")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
-    opened_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    member = models.OneToOneField(
+        Owner, verbose_name=_("member"), on_delete=models.PROTECT, related_name="stored_value_card"
+    )
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    opened_at = models.DateTimeField(_("opened at"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("stored-value card")
+        verbose_name_plural = _("stored-value cards")
+
+    def __str__(self) -> str:
+        return _("Stored-value card of %(member)s") % {"member": self.member}
 
 
 class Voucher(models.Model):
@@ -492,18 +582,25 @@ class Voucher(models.Model):
         ACTIVE = "active", _("Active")
         EXPIRED = "expired", _("Expired")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="vouchers")
-    template = models.ForeignKey(VoucherTemplate, on_delete=models.PROTECT, related_name="vouchers")
-    face_value_fen = fen_field()
-    paid_fen = fen_field(default=0)
-    valid_from = models.DateTimeField(default=timezone.now)
-    valid_until = models.DateTimeField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
-    source_ref = models.CharField(max_length=64)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(Owner, verbose_name=_("member"), on_delete=models.PROTECT, related_name="vouchers")
+    template = models.ForeignKey(
+        VoucherTemplate, verbose_name=_("voucher template"), on_delete=models.PROTECT, related_name="vouchers"
+    )
+    face_value_fen = fen_field(_("face value (yuan)"))
+    paid_fen = fen_field(_("paid (yuan)"), default=0)
+    valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
+    valid_until = models.DateTimeField(_("valid until"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    source_ref = models.CharField(_("source"), max_length=64)
 
     class Meta:
+        verbose_name = _("voucher")
+        verbose_name_plural = _("vouchers")
         indexes = [models.Index(fields=["status", "valid_until"], name="voucher_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.template} {yuan(self.face_value_fen)}"
 
     @property
     def account_detail(self) -> str:
@@ -525,22 +622,38 @@ class Grant(models.Model):
         REFUNDED = "refunded", _("Refunded in cash")
         REVOKED = "revoked", _("Taken back by a cash refund of stored value")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="grants")
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(Owner, verbose_name=_("member"), on_delete=models.PROTECT, related_name="grants")
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     coupon_template = models.ForeignKey(
-        CouponTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="grants"
+        CouponTemplate,
+        verbose_name=_("coupon template"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="grants",
     )
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, null=True, blank=True, related_name="grants")
-    package = models.ForeignKey(EntitlementPackage, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    uses_total = models.PositiveIntegerField()
-    paid_fen = fen_field(default=0)
-    valid_until = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
-    source_ref = models.CharField(max_length=64)
-    created_at = models.DateTimeField(default=timezone.now)
+    service = models.ForeignKey(
+        Service, verbose_name=_("service"), on_delete=models.PROTECT, null=True, blank=True, related_name="grants"
+    )
+    package = models.ForeignKey(
+        EntitlementPackage,
+        verbose_name=_("entitlement package"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    uses_total = models.PositiveIntegerField(_("uses granted"))
+    paid_fen = fen_field(_("paid (yuan)"), default=0)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    source_ref = models.CharField(_("source"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("coupon / entitlement held")
+        verbose_name_plural = _("coupons and entitlements held")
         indexes = [
             models.Index(fields=["status", "valid_until"], name="grant_expiry_idx"),
             models.Index(fields=["member", "kind", "status"], name="grant_member_idx"),
@@ -581,37 +694,50 @@ class VipMembership(models.Model):
         EXPIRED = "expired", _("Expired")
         REVOKED = "revoked", _("Taken back by a cash refund of stored value")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="vip_memberships")
-    card_type = models.ForeignKey(VipCardType, on_delete=models.PROTECT, related_name="memberships")
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
-    source_ref = models.CharField(max_length=64)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    member = models.ForeignKey(
+        Owner, verbose_name=_("member"), on_delete=models.PROTECT, related_name="vip_memberships"
+    )
+    card_type = models.ForeignKey(
+        VipCardType, verbose_name=_("VIP card type"), on_delete=models.PROTECT, related_name="memberships"
+    )
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    source_ref = models.CharField(_("source"), max_length=64)
 
     class Meta:
+        verbose_name = _("VIP membership")
+        verbose_name_plural = _("VIP memberships")
         constraints = [
             models.UniqueConstraint(
                 fields=["member", "card_type"], condition=models.Q(status="active"), name="one_active_vip_per_type"
             )
         ]
 
+    def __str__(self) -> str:
+        return _("%(card)s of %(member)s") % {"card": self.card_type, "member": self.member}
+
 
 # ---------------------------------------------------------------- operations (numbered business records)
 
 
 class Operation(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    number = models.CharField(max_length=24, editable=False)
-    member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="+")
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    operator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    number = models.CharField(_("number"), max_length=24, editable=False)
+    member = models.ForeignKey(Owner, verbose_name=_("member"), on_delete=models.PROTECT, related_name="+")
+    store = models.ForeignKey(
+        Store, verbose_name=_("store"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("operator"), on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    idempotency_key = models.CharField(_("request key"), max_length=128, null=True, blank=True)
     # Fingerprint of the request's content (wallet.services.idempotency.fingerprint): a replay of the key with
     # other content is refused as a conflict. Empty when recorded without a key.
-    request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
-    note = models.CharField(max_length=200, blank=True)
+    request_hash = models.CharField(_("request fingerprint"), max_length=64, blank=True, default="", editable=False)
+    note = models.CharField(_("note"), max_length=200, blank=True)
 
     class Meta:
         abstract = True
@@ -628,13 +754,15 @@ def _number_constraints(name: str) -> list:
 
 
 class Recharge(Operation):
-    payment_method = models.CharField(max_length=16, choices=PaymentMethod.choices)
-    list_total_fen = fen_field(_("goods total (商品总额)"))
-    paid_total_fen = fen_field(_("amount paid (充值金额)"))
-    bonus_total_fen = fen_field(default=0)
-    entry_id = models.BigIntegerField(null=True, editable=False)
+    payment_method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices)
+    list_total_fen = fen_field(_("goods total (yuan)"))
+    paid_total_fen = fen_field(_("amount paid (yuan)"))
+    bonus_total_fen = fen_field(_("bonus (yuan)"), default=0)
+    entry_id = models.BigIntegerField(_("ledger entry"), null=True, editable=False)
 
     class Meta:
+        verbose_name = _("recharge")
+        verbose_name_plural = _("recharges")
         constraints = _number_constraints("recharge")
         ordering = ["-created_at", "-id"]
 
@@ -648,30 +776,62 @@ class RechargeLine(models.Model):
         VOUCHER = "voucher", _("Voucher")
         VIP = "vip", _("VIP card")
 
-    recharge = models.ForeignKey(Recharge, on_delete=models.PROTECT, related_name="lines")
-    line_no = models.PositiveSmallIntegerField()
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    plan = models.ForeignKey(RechargePlan, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    recharge = models.ForeignKey(Recharge, verbose_name=_("recharge"), on_delete=models.PROTECT, related_name="lines")
+    line_no = models.PositiveSmallIntegerField(_("line number"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    plan = models.ForeignKey(
+        RechargePlan, verbose_name=_("recharge plan"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     coupon_template = models.ForeignKey(
-        CouponTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        CouponTemplate,
+        verbose_name=_("coupon template"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
-    package = models.ForeignKey(EntitlementPackage, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    package = models.ForeignKey(
+        EntitlementPackage,
+        verbose_name=_("entitlement package"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     voucher_template = models.ForeignKey(
-        VoucherTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        VoucherTemplate,
+        verbose_name=_("voucher template"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
-    vip_type = models.ForeignKey(VipCardType, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    quantity = models.PositiveIntegerField()
-    unit_price_fen = fen_field()
-    discount_bp = models.PositiveIntegerField(default=10000)
-    amount_fen = fen_field(help_text="quantity × unit price × discount, rounded half up to the fen")
-    bonus_fen = fen_field(default=0)
+    vip_type = models.ForeignKey(
+        VipCardType, verbose_name=_("VIP card type"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price_fen = fen_field(_("unit price (yuan)"))
+    discount_bp = models.PositiveIntegerField(_("price rate (basis points)"), default=10000)
+    amount_fen = fen_field(
+        _("amount (yuan)"), help_text=_("quantity × unit price × discount, rounded half up to the fen")
+    )
+    bonus_fen = fen_field(_("bonus (yuan)"), default=0)
+
+    class Meta:
+        verbose_name = _("recharge line")
+        verbose_name_plural = _("recharge lines")
+
+    def __str__(self) -> str:
+        return f"{self.recharge}/{self.line_no}"
 
 
 class ServiceTag(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    name = models.CharField(max_length=30)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(_("name"), max_length=30)
 
     class Meta:
+        verbose_name = _("service tag")
+        verbose_name_plural = _("service tags")
         constraints = [models.UniqueConstraint(fields=["merchant", "name"], name="service_tag_unique")]
 
     def __str__(self) -> str:
@@ -679,64 +839,106 @@ class ServiceTag(models.Model):
 
 
 class ServiceRecord(Operation):
-    staff = models.ForeignKey(Staff, on_delete=models.PROTECT, related_name="service_records")
-    notes = models.TextField(blank=True)
-    tags = models.ManyToManyField(ServiceTag, blank=True)
+    staff = models.ForeignKey(
+        Staff, verbose_name=_("served by"), on_delete=models.PROTECT, related_name="service_records"
+    )
+    notes = models.TextField(_("service notes"), blank=True)
+    tags = models.ManyToManyField(ServiceTag, verbose_name=_("tags"), blank=True)
 
     class Meta:
+        verbose_name = _("service record")
+        verbose_name_plural = _("service records")
         constraints = _number_constraints("service_record")
         ordering = ["-created_at", "-id"]
 
 
 class Consumption(Operation):
     service_record = models.ForeignKey(
-        ServiceRecord, on_delete=models.PROTECT, null=True, blank=True, related_name="consumptions"
+        ServiceRecord,
+        verbose_name=_("service record"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="consumptions",
     )
-    payable_total_fen = fen_field()
+    payable_total_fen = fen_field(_("payable (yuan)"))
 
     class Meta:
+        verbose_name = _("consumption")
+        verbose_name_plural = _("consumptions")
         constraints = _number_constraints("consumption")
         ordering = ["-created_at", "-id"]
 
 
 class EntitlementRefund(Operation):
-    reason = models.CharField(max_length=200)
-    total_fen = fen_field()
+    reason = models.CharField(_("reason"), max_length=200)
+    total_fen = fen_field(_("refunded (yuan)"))
 
     class Meta:
+        verbose_name = _("entitlement refund")
+        verbose_name_plural = _("entitlement refunds")
         constraints = _number_constraints("entitlement_refund")
         ordering = ["-created_at", "-id"]
 
 
 class ConsumptionLine(models.Model):
     class Status(models.TextChoices):
-        NORMAL = "normal", _("无")
-        REFUNDED = "refunded", _("已退费")
+        NORMAL = "normal", _("Not refunded")
+        REFUNDED = "refunded", _("Refunded")
 
-    consumption = models.ForeignKey(Consumption, on_delete=models.PROTECT, related_name="lines")
-    line_no = models.PositiveSmallIntegerField()
-    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="+")
-    quantity = models.PositiveIntegerField()
-    unit_price_fen = fen_field()
-    payable_fen = fen_field()
-    staff = models.ForeignKey(Staff, on_delete=models.PROTECT, null=True, blank=True, related_name="consumption_lines")
-    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    voucher = models.ForeignKey(Voucher, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    payment_method = models.CharField(max_length=16, choices=PaymentMethod.choices, blank=True)
-    principal_fen = fen_field(default=0)
-    bonus_fen = fen_field(default=0)
-    voucher_fen = fen_field(default=0)
-    direct_fen = fen_field(default=0)
-    uses = models.PositiveIntegerField(default=0)
-    deferred_fen = fen_field(default=0, help_text="prepaid revenue recognised by the uses")
-    commission_fen = fen_field(default=0)
-    points = models.BigIntegerField(default=0)
-    entry_id = models.BigIntegerField(null=True, editable=False)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.NORMAL)
-    refund = models.ForeignKey(EntitlementRefund, on_delete=models.PROTECT, null=True, blank=True, related_name="lines")
+    consumption = models.ForeignKey(
+        Consumption, verbose_name=_("consumption"), on_delete=models.PROTECT, related_name="lines"
+    )
+    line_no = models.PositiveSmallIntegerField(_("line number"))
+    service = models.ForeignKey(Service, verbose_name=_("service"), on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price_fen = fen_field(_("unit price (yuan)"))
+    payable_fen = fen_field(_("payable (yuan)"))
+    staff = models.ForeignKey(
+        Staff,
+        verbose_name=_("served by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="consumption_lines",
+    )
+    grant = models.ForeignKey(
+        Grant, verbose_name=_("coupon / entitlement"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    voucher = models.ForeignKey(
+        Voucher, verbose_name=_("voucher"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    payment_method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    principal_fen = fen_field(_("from principal (yuan)"), default=0)
+    bonus_fen = fen_field(_("from bonus (yuan)"), default=0)
+    voucher_fen = fen_field(_("from voucher (yuan)"), default=0)
+    direct_fen = fen_field(_("paid directly (yuan)"), default=0)
+    uses = models.PositiveIntegerField(_("uses"), default=0)
+    deferred_fen = fen_field(
+        _("deferred revenue recognised (yuan)"),
+        default=0,
+        help_text=_("prepaid revenue recognised by the uses"),
+    )
+    commission_fen = fen_field(_("commission (yuan)"), default=0)
+    points = models.BigIntegerField(_("points"), default=0)
+    entry_id = models.BigIntegerField(_("ledger entry"), null=True, editable=False)
+    status = models.CharField(_("refund status"), max_length=8, choices=Status.choices, default=Status.NORMAL)
+    refund = models.ForeignKey(
+        EntitlementRefund,
+        verbose_name=_("entitlement refund"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="lines",
+    )
 
     class Meta:
+        verbose_name = _("consumption line")
+        verbose_name_plural = _("consumption lines")
         constraints = [models.UniqueConstraint(fields=["consumption", "line_no"], name="consumption_line_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.consumption}/{self.line_no}"
 
     @property
     def cash_funded_fen(self) -> int:
@@ -749,18 +951,24 @@ class CashRefund(Operation):
         STORED_VALUE = "stored_value", _("Stored value (unused principal)")
         GRANT = "grant", _("Unused coupon / entitlement uses")
 
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    payment_method = models.CharField(max_length=16, choices=PaymentMethod.choices)
-    paid_out_fen = fen_field()
-    forfeited_bonus_fen = fen_field(default=0)
-    gifts_charged_fen = fen_field(
-        default=0, help_text="used plan gifts charged against the principal at list price (docs/wallet.md §2.6)"
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    grant = models.ForeignKey(
+        Grant, verbose_name=_("coupon / entitlement"), on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    uses_refunded = models.PositiveIntegerField(default=0)
-    reason = models.CharField(max_length=200)
-    entry_id = models.BigIntegerField(null=True, editable=False)
+    payment_method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices)
+    paid_out_fen = fen_field(_("paid out (yuan)"))
+    forfeited_bonus_fen = fen_field(_("bonus forfeited (yuan)"), default=0)
+    gifts_charged_fen = fen_field(
+        _("gifts charged (yuan)"),
+        default=0,
+        help_text=_("used plan gifts charged against the principal at list price"),
+    )
+    uses_refunded = models.PositiveIntegerField(_("uses refunded"), default=0)
+    reason = models.CharField(_("reason"), max_length=200)
+    entry_id = models.BigIntegerField(_("ledger entry"), null=True, editable=False)
 
     class Meta:
+        verbose_name = _("cash refund")
+        verbose_name_plural = _("cash refunds")
         constraints = _number_constraints("cash_refund")
         ordering = ["-created_at", "-id"]

@@ -1,32 +1,36 @@
 """What an operation will do, computed before it is recorded: the portal's confirmation step shows a
-quote, and only then calls the service. Read-only: nothing is written, locked or numbered here.
+quote, and only then calls the service.
 
-A quote prices the same items the service will receive, with the same rules (`unit_price_for`,
-`rules.apply_rate_bp`, `rules.split_stored_value` under the merchant's spending policy, the balances
-the ledger holds now) and the same read-only checks (`check_ceiling`, what is left to spend). The
-service stays the authority: it runs every check again under its locks, and a quote whose figures
-moved in between (another operation spent the balance) is caught by the portal comparing `digest`.
+A quote is the operation itself, run in a savepoint that is rolled back (a dry run): the same service
+function with the same arguments (but no idempotency key), so every price, split, limit, ceiling and
+refusal is the service's own, never a second copy of its rules. Nothing of the dry run stays: its rows,
+ledger entries and audit events are rolled back, and its business number is a placeholder that never
+touches the merchant's counter (members.numbering.preview). The service stays the authority at the
+real call, under its locks; a quote whose figures moved in between (another operation spent the
+balance) is caught by the portal comparing `digest`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
-from django.utils.translation import gettext_lazy as _
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
-from core.errors import fail
-from core.money import yuan
-from members.models import Owner
+from members import numbering
+from members.models import Owner, Store
 
-from . import rules
+from . import services
 from .models import ConsumptionLine, PaymentMethod, RechargeLine, WalletSettings
 from .selectors import member_benefits
-from .services.checks import check_ceiling, recheck_catalog
-from .services.consumption import ConsumptionItem, unit_price_for
+from .services.consumption import ConsumptionItem
 from .services.recharge import RechargeItem
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -114,114 +118,125 @@ def _settings(member: Owner) -> WalletSettings:
     return WalletSettings.of(member.merchant_id)  # read-only: the defaults when the merchant has no row
 
 
-def quote_recharge(*, member: Owner, items: Sequence[RechargeItem], payment_method: str) -> Quote:
+class _RolledBack(Exception):
+    def __init__(self, result) -> None:
+        self.result = result
+
+
+def _dry_run(operation: Callable[[], T]) -> T:
+    """Run `operation` (which calls a wallet service and reads what it did) in a savepoint, then roll
+    the savepoint back and return what `operation` returned. A refusal propagates unchanged."""
+    try:
+        with numbering.preview(), transaction.atomic():
+            raise _RolledBack(operation())
+    except _RolledBack as done:
+        return done.result
+
+
+def _gifts(line: RechargeLine) -> tuple[str, ...]:
+    """What a recharge line gives besides stored value, for people: a plan's gifts, or what it sells."""
+    quantity = line.quantity
+    if line.kind == RechargeLine.Kind.PLAN:
+        plan, gifts = line.plan, []
+        if plan.gift_coupon_id and plan.gift_coupon_quantity:
+            gifts.append(f"{plan.gift_coupon} × {plan.gift_coupon_quantity * quantity}")
+        if plan.gift_package_id:
+            gifts.append(f"{plan.gift_package} × {quantity}")
+        if plan.gift_vip_id:
+            gifts.append(f"{plan.gift_vip} × {quantity}")
+        return tuple(gifts)
+    target = line.coupon_template or line.package or line.voucher_template or line.vip_type
+    return (f"{target} × {quantity}",) if target is not None else ()
+
+
+def quote_recharge(
+    *,
+    member: Owner,
+    store: Store | None,
+    items: Sequence[RechargeItem],
+    payment_method: str,
+    actor: AbstractBaseUser | None,
+) -> Quote:
     """What a recharge takes in and credits: paid, principal and bonus, and what else it gives (a plan's
     gift coupons, package and VIP period; the coupons, packages, vouchers or VIP time bought)."""
-    settings = _settings(member)
-    lines = []
-    paid_total = 0
-    for i, item in enumerate(items):
-        quantity = item.quantity
-        principal = bonus = 0
-        gifts: list[str] = []
-        if item.kind == RechargeLine.Kind.STORED_VALUE:
-            paid = item.amount_fen * quantity
-            principal, bonus = paid, item.bonus_fen * quantity
-            key, label = "stored_value", str(RechargeLine.Kind.STORED_VALUE.label)
-        elif item.kind == RechargeLine.Kind.PLAN:
-            plan = item.plan
-            recheck_catalog(plan, f"items[{i}].plan")  # bonus and gifts within the plan share, as the service checks
-            paid = plan.pay_fen * quantity
-            principal, bonus = paid, plan.bonus_fen * quantity
-            key, label = f"plan:{plan.pk}", plan.name
-            if plan.gift_coupon_id and plan.gift_coupon_quantity:
-                gifts.append(f"{plan.gift_coupon} × {plan.gift_coupon_quantity * quantity}")
-            if plan.gift_package_id:
-                gifts.append(f"{plan.gift_package} × {quantity}")
-            if plan.gift_vip_id:
-                gifts.append(f"{plan.gift_vip} × {quantity}")
-        else:
-            attr = {"coupon": "coupon_template", "package": "package", "voucher": "voucher_template", "vip": "vip_type"}
-            target = getattr(item, attr[item.kind])
-            recheck_catalog(target, f"items[{i}].{attr[item.kind]}")
-            paid = rules.apply_rate_bp(target.price_fen * quantity, item.discount_bp)
-            key, label = f"{item.kind}:{target.pk}", str(target)
-            gifts.append(f"{target} × {quantity}")
-        paid_total += paid
-        check_ceiling(paid_total, settings.max_recharge_fen, "items", _("recharge"))  # the service's own check
-        lines.append(QuoteLine(key=f"{i}:{key}", label=label, quantity=quantity, amount_fen=paid,
-                               principal_fen=principal, bonus_fen=bonus, gifts=tuple(gifts)))  # fmt: skip
-    return Quote(operation="recharge", total_fen=paid_total, lines=tuple(lines), payment_method=payment_method,
-                 confirm_above_fen=settings.confirm_above_fen)  # fmt: skip
+
+    def run() -> Quote:
+        record = services.recharge(member=member, store=store, payment_method=payment_method, items=items,
+                                   actor=actor)  # fmt: skip
+        lines = []
+        for line in record.lines.select_related(
+            "plan__gift_coupon", "plan__gift_package", "plan__gift_vip", "coupon_template", "package",
+            "voucher_template", "vip_type",
+        ).order_by("line_no"):  # fmt: skip
+            target = line.plan or line.coupon_template or line.package or line.voucher_template or line.vip_type
+            stored = line.kind in (RechargeLine.Kind.STORED_VALUE, RechargeLine.Kind.PLAN)
+            lines.append(QuoteLine(
+                key=f"{line.line_no - 1}:{line.kind}:{getattr(target, 'pk', '')}",
+                label=str(target) if target is not None else str(RechargeLine.Kind.STORED_VALUE.label),
+                quantity=line.quantity, amount_fen=line.amount_fen,
+                principal_fen=line.amount_fen if stored else 0, bonus_fen=line.bonus_fen, gifts=_gifts(line),
+            ))  # fmt: skip
+        return Quote(operation="recharge", total_fen=record.paid_total_fen, lines=tuple(lines),
+                     payment_method=payment_method, confirm_above_fen=_settings(member).confirm_above_fen)  # fmt: skip
+
+    return _dry_run(run)
 
 
-def quote_consumption(*, member: Owner, items: Sequence[ConsumptionItem]) -> Quote:
+def quote_consumption(
+    *, member: Owner, store: Store | None, items: Sequence[ConsumptionItem], actor: AbstractBaseUser | None
+) -> Quote:
     """What a consumption takes from where: per line the payable amount at the member's price, split
     between principal and bonus by the merchant's spending policy on the balances held now, the voucher
-    share, the direct payment, or the coupon/entitlement uses. Refused like the service refuses when
-    what is held does not cover it."""
-    settings = _settings(member)
-    benefits = member_benefits(member)
-    principal_left, bonus_left = benefits.principal_fen, benefits.bonus_fen
-    voucher_left = {held.obj.pk: held.balance for held in benefits.vouchers}
-    grant_left = {held.obj.pk: held.balance for held in benefits.grants}
-    lines = []
-    payable_total = 0
-    for i, item in enumerate(items):
-        f = f"items[{i}]"
-        service, quantity = item.service, item.quantity
-        payable = unit_price_for(member, service) * quantity
-        payable_total += payable
-        check_ceiling(payable_total, settings.max_consumption_fen, "items", _("consumption"))
-        values: dict = {}
-        if item.grant is not None:
-            left = grant_left.get(item.grant.pk, 0)
-            if quantity > left:
-                raise fail(f"{f}.quantity", "grant_insufficient", _("%(grant)s has %(left)s uses left, %(asked)s asked."),
-                           grant=str(item.grant), left=left, asked=quantity)  # fmt: skip
-            grant_left[item.grant.pk] = left - quantity
-            values.update(uses=quantity, grant=str(item.grant))
-        if item.voucher is not None and item.voucher_fen:
-            left = voucher_left.get(item.voucher.pk, 0)
-            if item.voucher_fen > left:
-                raise fail(f"{f}.voucher_fen", "voucher_insufficient", _("The voucher has %(left)s left, %(asked)s asked."),
-                           left=yuan(left), asked=yuan(item.voucher_fen))  # fmt: skip
-            voucher_left[item.voucher.pk] = left - item.voucher_fen
-            values.update(voucher_fen=item.voucher_fen, voucher=item.voucher.template.name)
-        if item.stored_value_fen:
-            try:
-                from_principal, from_bonus = rules.split_stored_value(
-                    item.stored_value_fen, principal_left, bonus_left, settings.spending_policy
-                )
-            except ValueError:
-                raise fail(f"{f}.stored_value_fen", "stored_value_insufficient",
-                           _("The stored value %(left)s does not cover %(asked)s."),
-                           left=yuan(principal_left + bonus_left), asked=yuan(item.stored_value_fen)) from None  # fmt: skip
-            principal_left -= from_principal
-            bonus_left -= from_bonus
-            values.update(principal_fen=from_principal, bonus_fen=from_bonus)
-        if item.direct_fen:
-            values.update(direct_fen=item.direct_fen, payment_method=item.payment_method)
-        label = f"{service.name} × {quantity}"
-        lines.append(QuoteLine(key=f"{i}:service:{service.pk}:{getattr(item.staff, 'pk', '')}", label=label,
-                               quantity=quantity, amount_fen=payable, **values))  # fmt: skip
-    return Quote(
-        operation="consumption", total_fen=payable_total, lines=tuple(lines),
-        confirm_above_fen=settings.confirm_above_fen,
-        spending_policy=str(WalletSettings.SpendingPolicy(settings.spending_policy).label),
-        principal_before_fen=benefits.principal_fen, bonus_before_fen=benefits.bonus_fen,
-        principal_after_fen=principal_left, bonus_after_fen=bonus_left,
-    )  # fmt: skip
+    share, the direct payment, or the coupon/entitlement uses. Refused as the service refuses."""
+
+    def run() -> Quote:
+        before = member_benefits(member)
+        consumption = services.consume(member=member, store=store, items=items, actor=actor)
+        after = member_benefits(member)
+        settings = _settings(member)
+        lines = []
+        for i, line in enumerate(
+            consumption.lines.select_related(
+                "service", "staff", "voucher__template", "grant__coupon_template", "grant__service"
+            ).order_by("line_no")  # fmt: skip
+        ):
+            lines.append(QuoteLine(
+                key=f"{i}:service:{line.service_id}:{line.staff_id or ''}",
+                label=f"{line.service.name} × {line.quantity}", quantity=line.quantity, amount_fen=line.payable_fen,
+                principal_fen=line.principal_fen, bonus_fen=line.bonus_fen, voucher_fen=line.voucher_fen,
+                voucher=line.voucher.template.name if line.voucher_id else "", direct_fen=line.direct_fen,
+                payment_method=line.payment_method if line.direct_fen else "", uses=line.uses,
+                grant=str(line.grant) if line.grant_id else "",
+            ))  # fmt: skip
+        return Quote(
+            operation="consumption", total_fen=consumption.payable_total_fen, lines=tuple(lines),
+            confirm_above_fen=settings.confirm_above_fen,
+            spending_policy=str(WalletSettings.SpendingPolicy(settings.spending_policy).label),
+            principal_before_fen=before.principal_fen, bonus_before_fen=before.bonus_fen,
+            principal_after_fen=after.principal_fen, bonus_after_fen=after.bonus_fen,
+        )  # fmt: skip
+
+    return _dry_run(run)
 
 
-def quote_refund(*, member: Owner, lines: Sequence[ConsumptionLine]) -> Quote:
+def quote_refund(
+    *,
+    member: Owner,
+    store: Store | None,
+    lines: Sequence[ConsumptionLine],
+    reason: str,
+    actor: AbstractBaseUser | None,
+) -> Quote:
     """What refunding consumption lines gives back: each line is reversed exactly (the service reverses
     its ledger entry), so the line's own split is what returns: principal, bonus, voucher, uses, and
     the direct payment to hand back."""
-    settings = _settings(member)
-    quoted = []
-    for line in sorted(lines, key=lambda line: line.pk):
-        quoted.append(
+
+    def run() -> Quote:
+        before = member_benefits(member)
+        refund = services.refund_consumption_lines(member=member, lines=lines, reason=reason, actor=actor,
+                                                   store=store)  # fmt: skip
+        after = member_benefits(member)
+        quoted = [
             QuoteLine(
                 key=f"line:{line.pk}",
                 label=f"{line.consumption.number}/{line.line_no} {line.service.name}",
@@ -236,12 +251,15 @@ def quote_refund(*, member: Owner, lines: Sequence[ConsumptionLine]) -> Quote:
                 uses=line.uses,
                 grant=str(line.grant) if line.grant_id else "",
             )  # fmt: skip
-        )
-    benefits = member_benefits(member)
-    return Quote(
-        operation="refund", total_fen=sum(line.amount_fen for line in quoted), lines=tuple(quoted),
-        confirm_above_fen=settings.confirm_above_fen,
-        principal_before_fen=benefits.principal_fen, bonus_before_fen=benefits.bonus_fen,
-        principal_after_fen=benefits.principal_fen + sum(line.principal_fen for line in quoted),
-        bonus_after_fen=benefits.bonus_fen + sum(line.bonus_fen for line in quoted),
-    )  # fmt: skip
+            for line in refund.lines.select_related(
+                "consumption", "service", "voucher__template", "grant__coupon_template", "grant__service"
+            ).order_by("pk")
+        ]
+        return Quote(
+            operation="refund", total_fen=refund.total_fen, lines=tuple(quoted),
+            confirm_above_fen=_settings(member).confirm_above_fen,
+            principal_before_fen=before.principal_fen, bonus_before_fen=before.bonus_fen,
+            principal_after_fen=after.principal_fen, bonus_after_fen=after.bonus_fen,
+        )  # fmt: skip
+
+    return _dry_run(run)

@@ -137,7 +137,12 @@ def member_benefits(member: Owner) -> MemberBenefits:
             result.grants.append(HeldBenefit(str(g), g.kind, row.balance, account.unit, g.valid_until, g))
         elif account.purpose == Purpose.POINTS and row.balance:
             result.points.append(
-                HeldBenefit(f"points expiring end of {points_lot_expiry_year(account)}", "points", row.balance, "POINT")
+                HeldBenefit(
+                    _("points expiring at the end of %(year)s") % {"year": points_lot_expiry_year(account)},
+                    "points",
+                    row.balance,
+                    "POINT",
+                )
             )
     result.vip = list(
         VipMembership.objects.filter(member=member, status="active", ends_at__gte=timezone.now()).select_related(

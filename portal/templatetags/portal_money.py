@@ -1,9 +1,11 @@
-"""Money in portal templates: integer fen shown as yuan with two decimals and thousands separators."""
+"""Money and ledger labels in portal templates: integer fen shown as yuan with two decimals and thousands
+separators, ledger operation codes shown by name."""
 
 from django import template
 
 from core.money import yuan as _yuan
 from core.money import yuan_large as _yuan_large
+from ledger import labels
 
 register = template.Library()
 
@@ -22,3 +24,9 @@ def yuan_large(fen) -> str:
     if fen is None or fen == "":
         return ""
     return _yuan_large(int(fen))
+
+
+@register.filter
+def operation_label(code: str) -> str:
+    """A ledger entry's operation_type by its name in the active language."""
+    return labels.operation_label(code)

@@ -33,7 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "guardian",
-    "axes",
+    "core.apps.AxesConfig",  # django-axes, with a translatable name
     "rest_framework",
     "drf_spectacular",
     "viewflow",

@@ -102,8 +102,8 @@ def forward(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wallet", "0005_confirm_above"),
-        ("ledger", "0006_post_without_raising"),
+        ("wallet", "0006_verbose_names"),
+        ("ledger", "0007_post_without_raising"),
     ]
 
     operations = [migrations.RunPython(forward, migrations.RunPython.noop)]

@@ -95,7 +95,7 @@ DROP FUNCTION IF EXISTS ledger_post_entry(
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0005_post_function")]
+    dependencies = [("ledger", "0006_verbose_names")]
 
     operations = [
         postgres_sql(FORWARD, BACKWARD),
@@ -104,15 +104,15 @@ class Migration(migrations.Migration):
             name="purpose",
             field=models.CharField(
                 choices=[
-                    ("principal", "Stored value principal (本金)"),
-                    ("bonus", "Stored value bonus (赠送金)"),
-                    ("voucher", "Voucher (代金券)"),
-                    ("coupon", "Coupon uses (优惠券)"),
-                    ("entitlement", "Entitlement uses (权益)"),
-                    ("points", "Points (积分)"),
-                    ("spend", "Spend counted for levels (累计消费)"),
-                    ("points_earned", "Points earned, counted for levels (累计积分)"),
-                    ("commission", "Commission payable (佣金)"),
+                    ("principal", "Stored value principal"),
+                    ("bonus", "Stored value bonus"),
+                    ("voucher", "Voucher"),
+                    ("coupon", "Coupon uses"),
+                    ("entitlement", "Entitlement uses"),
+                    ("points", "Points"),
+                    ("spend", "Spend counted for levels"),
+                    ("points_earned", "Points earned, counted for levels"),
+                    ("commission", "Commission payable"),
                     ("cash", "Cash / clearing by payment method"),
                     ("revenue", "Revenue"),
                     ("deferred_revenue", "Deferred revenue"),
@@ -123,6 +123,7 @@ class Migration(migrations.Migration):
                     ("tally", "Members' running totals (counterpart of spend and points earned)"),
                 ],
                 max_length=24,
+                verbose_name="purpose",
             ),
         ),
     ]

@@ -516,7 +516,7 @@ def _bounded_changes(legs: Sequence[tuple[Account, int]]) -> dict[int, int]:
 
 
 def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
-    """One call of ledger_post_entry() (migration 0006): the same writes as _write, in one round trip.
+    """One call of ledger_post_entry() (migration 0007): the same writes as _write, in one round trip.
     At top level the statement is its own transaction. Inside the caller's it needs no savepoint: a
     refusal is the function's result, after it undid its own changes, never a database error, so the
     caller's transaction stays usable (and the two round trips of a savepoint are saved)."""

@@ -30,7 +30,8 @@ the level check runs but never upgrades), a clerk, --members + --refund-members 
 stored-value cards bulk-created, and each member's history of --history ledger entries inserted by one
 SQL statement per block of entries, in time order across members (members' legs interleave as in real
 life): entry 0 a recharge of ¥1,000,000 (cash Dr, principal Cr), every 10th a recharge of ¥100, the others
-a stored-value consumption of ¥10 (principal Dr, revenue Cr, 10 points Cr to this year's lot, issuance Dr),
+a stored-value consumption of ¥10 (principal Dr, revenue Cr, 10 points Cr to this year's lot, issuance Dr, and
+the member's level tallies: ¥10 Cr to spend and 10 Cr to points_earned against the merchant's tally accounts),
 with member, operation type and balance_after set as the wallet posts them. The deferred per-entry check
 trigger is skipped for those inserts (session_replication_role = replica, when the role may) and the
 cached balances are set from the legs; ledger.selectors.reconcile over the merchant at the end checks
@@ -40,9 +41,9 @@ buy a 1,000-use coupon (¥20,000) through wallet.services.recharge for the coupo
 
 Per run: ops/s (sum over workers of timed operations / active time), p50/p95 latency, statements per
 operation and lock waits. Statements are counted on worker 0 over its last 2 (untimed) warm-up operations:
-every statement psycopg executes on the connection (Django's and the ledger's own prepared
-cursor, which Django's query capture does not see), split into Django's (CaptureQueriesContext) and the
-rest; BEGIN and COMMIT are not counted. Lock waits: the parent samples pg_stat_activity and pg_locks every
+every statement psycopg executes (Django's cursors, the ledger's own prepared cursor, the business number's
+connection), split into those on Django's connection (CaptureQueriesContext, which the ledger's cursor logs
+to as well) and those on connections of their own; BEGIN and COMMIT are not counted. Lock waits: the parent samples pg_stat_activity and pg_locks every
 --sample-ms during the timed window; a session waits on numbering when it waits for a lock and its
 statement is on members_dailysequence or its ungranted lock is on that table. "numbering waits" is the
 number of distinct waiting statements seen (pid, statement start), "waiting/open" the mean number of
@@ -302,7 +303,8 @@ def _make_ops(cfg: dict, idx: int):
 
 def _count_statements(run, inputs: list) -> list[dict]:
     """Statements per operation: every psycopg cursor execute on the connection (Django's cursors and the
-    ledger's own prepared cursor alike), and Django's share of them as CaptureQueriesContext sees it."""
+    ledger's own prepared cursor alike), and the share CaptureQueriesContext sees: Django's connection, whose
+    log the ledger's cursor writes to as well; the rest runs on other connections (the business number's)."""
     import psycopg
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -583,6 +585,7 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     from members import services as member_services
     from members.models import Level, Merchant, Owner, Store
     from wallet import services
+    from wallet.accounts import points_lot_detail
     from wallet.models import (
         CommissionKind,
         CouponTemplate,
@@ -640,19 +643,26 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
     )
     principals = ledger.get_or_create_member_accounts(merchant, "principal", "CNY", owner_ids)
     ledger.get_or_create_member_accounts(merchant, "bonus", "CNY", owner_ids)
-    # This year's points lot, encoded as docs/wallet.md says (exp<year earned + years valid>).
-    lot = f"exp{timezone.localdate().year + WalletSettings.objects.get(merchant=merchant).points_valid_years}"
+    # This year's points lot (wallet.accounts knows how lots are named).
+    lot = points_lot_detail(timezone.localdate(), WalletSettings.objects.get(merchant=merchant).points_valid_years)
     points = ledger.get_or_create_member_accounts(merchant, "points", "POINT", owner_ids, detail=lot)
+    # The level tallies a consumption credits (wallet.accounts).
+    spends = ledger.get_or_create_member_accounts(merchant, "spend", "CNY", owner_ids)
+    earned = ledger.get_or_create_member_accounts(merchant, "points_earned", "POINT", owner_ids)
     cash = ledger.get_or_create_account(merchant, "cash", "CNY", detail="wechat")
     revenue = ledger.get_or_create_account(merchant, "revenue", "CNY")
     issuance = ledger.get_or_create_account(merchant, "issuance", "POINT")
+    tally_cny = ledger.get_or_create_account(merchant, "tally", "CNY")
+    tally_point = ledger.get_or_create_account(merchant, "tally", "POINT")
     _log(f"fixture {label}: merchant {code}, {n} members, accounts in {time.perf_counter() - t_start:.1f}s")
 
     t0 = time.perf_counter()
-    replica = _insert_history(
-        merchant.pk, store.pk, owner_ids, [principals[m].pk for m in owner_ids], [points[m].pk for m in owner_ids],
-        cash.pk, revenue.pk, issuance.pk, history,
-    )  # fmt: skip
+    accounts = {
+        "principals": [principals[m].pk for m in owner_ids], "points": [points[m].pk for m in owner_ids],
+        "spends": [spends[m].pk for m in owner_ids], "earned": [earned[m].pk for m in owner_ids], "cash": cash.pk,
+        "revenue": revenue.pk, "issuance": issuance.pk, "tally_cny": tally_cny.pk, "tally_point": tally_point.pk,
+    }  # fmt: skip
+    replica = _insert_history(merchant.pk, store.pk, owner_ids, accounts, history)
     history_s = time.perf_counter() - t0
     _log(f"fixture {label}: {n * history} history entries in {history_s:.1f}s (triggers skipped: {replica})")
 
@@ -703,8 +713,9 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
 
 _HISTORY_SQL = """
 WITH m AS (
-    SELECT * FROM unnest(%(owners)s::bigint[], %(principals)s::bigint[], %(points)s::bigint[])
-        AS m(owner_id, principal_id, points_id)
+    SELECT * FROM unnest(%(owners)s::bigint[], %(principals)s::bigint[], %(points)s::bigint[],
+                         %(spends)s::bigint[], %(earned)s::bigint[])
+        AS m(owner_id, principal_id, points_id, spend_id, earned_id)
 ), e AS (
     INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id, actor_label,
                               store_id, member_id, memo, posted_at, reverses_id, fingerprint)
@@ -717,7 +728,8 @@ WITH m AS (
     ORDER BY k, m.owner_id
     RETURNING id, member_id, idempotency_key
 ), x AS (
-    SELECT e.id, m.principal_id, m.points_id, split_part(e.idempotency_key, ':', 3)::bigint AS k
+    SELECT e.id, m.principal_id, m.points_id, m.spend_id, m.earned_id,
+           split_part(e.idempotency_key, ':', 3)::bigint AS k
     FROM e JOIN m ON m.owner_id = e.member_id
 )
 INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)
@@ -731,14 +743,18 @@ FROM x CROSS JOIN LATERAL (VALUES
     (3, x.principal_id, 'CNY', 1000, %(initial)s + 11000 * (x.k / 10) - 1000 * x.k),
     (4, %(revenue)s::bigint, 'CNY', -1000, NULL),
     (5, x.points_id, 'POINT', -10, 10 * (x.k - x.k / 10)),
-    (6, %(issuance)s::bigint, 'POINT', 10, NULL)
+    (6, %(issuance)s::bigint, 'POINT', 10, NULL),
+    (7, x.spend_id, 'CNY', -1000, 1000 * (x.k - x.k / 10)),
+    (8, %(tally_cny)s::bigint, 'CNY', 1000, NULL),
+    (9, x.earned_id, 'POINT', -10, 10 * (x.k - x.k / 10)),
+    (10, %(tally_point)s::bigint, 'POINT', 10, NULL)
 ) AS v(n, account_id, unit, amount, balance_after)
 WHERE (x.k %% 10 = 0) = (v.n <= 2)
 ORDER BY x.id, v.n
 """
 
 
-def _insert_history(merchant_id, store_id, owners, principals, points, cash, revenue, issuance, history) -> bool:
+def _insert_history(merchant_id, store_id, owners, accounts: dict, history) -> bool:
     """Each member's `history` entries (see the module docstring), block by block in time order, then the
     cached balances from the legs. Returns whether the deferred check trigger was skipped."""
     from django.db import connection, transaction
@@ -747,9 +763,8 @@ def _insert_history(merchant_id, store_id, owners, principals, points, cash, rev
         return False
     block = max(1, HISTORY_BLOCK_ROWS // max(1, len(owners)))
     replica = False
-    params = {"owners": owners, "principals": principals, "points": points, "merchant": merchant_id,
-              "store": store_id, "cash": cash, "revenue": revenue, "issuance": issuance, "initial": INITIAL_FEN,
-              "history": history}  # fmt: skip
+    params = {"owners": owners, "merchant": merchant_id, "store": store_id, "initial": INITIAL_FEN,
+              "history": history, **accounts}  # fmt: skip
     for k0 in range(0, history, block):
         k1 = min(history, k0 + block) - 1
         with transaction.atomic(), connection.cursor() as cursor:
@@ -766,7 +781,7 @@ def _insert_history(merchant_id, store_id, owners, principals, points, cash, rev
             "UPDATE ledger_accountbalance b SET balance = s.total FROM ("
             " SELECT l.account_id, -SUM(l.amount) AS total FROM ledger_leg l"
             " WHERE l.account_id = ANY(%s::bigint[]) GROUP BY l.account_id) s WHERE b.account_id = s.account_id",
-            [principals + points],
+            [accounts["principals"] + accounts["points"] + accounts["spends"] + accounts["earned"]],
         )
     return replica
 
@@ -872,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     header = (
         f"{'history':<7} {'w':>2} {'operation':<21} {'ops/s':>8} {'ratio':>6} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'queries':>7} {'dj/ldg':>7} {'ops':>6} {'err':>4} {'numbering':>9} {'wait/open':>9} {'oth.lk':>6} "
+        f"{'queries':>7} {'dj/own':>7} {'ops':>6} {'err':>4} {'numbering':>9} {'wait/open':>9} {'oth.lk':>6} "
         f"{'cpu:wrk':>7} {'pg':>4} {'other':>5}"
     )
     print(header)
@@ -915,9 +930,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("note: ratio = ops/s / ledger_post ops/s of the same history and worker count; queries = statements per")
     print(
-        f"      operation (median of {COUNTED_OPS} on worker 0), dj/ldg = Django's (CaptureQueriesContext, savepoints included)"
+        f"      operation (median of {COUNTED_OPS} on worker 0), dj/own = on Django's connection (CaptureQueriesContext,"
     )
-    print("      / the rest (the ledger's own prepared cursor); BEGIN/COMMIT not counted.")
+    print("      savepoints and the ledger's prepared statements included) / on connections of their own (the business")
+    print("      number's); BEGIN/COMMIT not counted.")
     print("note: numbering = distinct statements seen waiting on members_dailysequence (sampled every "
           f"{args.sample_ms:g} ms: a lower bound); wait/open = mean sessions waiting on it / mean open "
           "transactions; oth.lk = other lock waits seen.")  # fmt: skip

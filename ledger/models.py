@@ -65,6 +65,11 @@ class Account(ImmutableModel):
         COUPON = "coupon", _("Coupon uses")
         ENTITLEMENT = "entitlement", _("Entitlement uses")
         POINTS = "points", _("Points")
+        # Running totals a member's level is decided by (memo, never money): kept by the ledger so that
+        # reading them does not grow with the member's history. Each is credited in the entries that
+        # count towards it, so reversing such an entry takes its part back.
+        SPEND = "spend", _("Spend counted for levels")
+        POINTS_EARNED = "points_earned", _("Points earned, counted for levels")
         # staff side
         COMMISSION = "commission", _("Commission payable")
         # merchant side
@@ -75,6 +80,7 @@ class Account(ImmutableModel):
         COMMISSION_EXPENSE = "commission_expense", _("Commission expense")
         BREAKAGE = "breakage", _("Breakage (expired / forfeited)")
         ISSUANCE = "issuance", _("Issuance (counted units outstanding)")
+        TALLY = "tally", _("Members' running totals (counterpart of spend and points earned)")
 
     class Holder(models.TextChoices):
         MEMBER = "member", _("Member")

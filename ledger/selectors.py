@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When, Window
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -29,6 +29,16 @@ def balance(account: Account, at: datetime.datetime | None = None) -> int:
         legs = legs.filter(entry__posted_at__lte=at)
     total = legs.aggregate(total=Coalesce(Sum("amount"), 0))["total"]
     return total * account.normal_sign
+
+
+def balance_expression(account: Account | None) -> Subquery | Value:
+    """The current balance of a bounded account as a query expression, for comparing against it inside
+    another query (one query instead of two); 0 for no account."""
+    if account is None:
+        return Value(0)
+    if account.allow_negative:
+        raise ValueError("balance_expression reads the cached balance of bounded accounts only.")
+    return Subquery(AccountBalance.objects.filter(account_id=account.pk).values("balance")[:1])
 
 
 def balances(accounts: Iterable[Account]) -> dict[int, int]:

@@ -11,16 +11,19 @@ updated: their balance is the sum of their legs, so a hot cash account does not 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import hashlib
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from members.models import Merchant, Owner, Staff, Store
@@ -69,6 +72,11 @@ PURPOSES: dict[str, PurposeSpec] = {
     Purpose.COMMISSION_EXPENSE: PurposeSpec(Holder.MERCHANT, Kind.EXPENSE, 1, "CNY"),
     Purpose.BREAKAGE: PurposeSpec(Holder.MERCHANT, Kind.INCOME, -1, "CNY"),
     Purpose.ISSUANCE: PurposeSpec(Holder.MERCHANT, Kind.MEMO, 1, "any"),
+    # Running totals of a member (memo): credited by the entries that count towards them, against the
+    # merchant's tally account of the unit.
+    Purpose.SPEND: PurposeSpec(Holder.MEMBER, Kind.MEMO, -1, "CNY"),
+    Purpose.POINTS_EARNED: PurposeSpec(Holder.MEMBER, Kind.MEMO, -1, "POINT"),
+    Purpose.TALLY: PurposeSpec(Holder.MERCHANT, Kind.MEMO, 1, "any"),
 }
 
 
@@ -137,6 +145,34 @@ def _new_account(merchant_id: int, purpose: str, unit: str, member_id=None, staf
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """Which account of a merchant: purpose, unit, holder (a member's or staff member's id, or neither for
+    the merchant's own) and detail (payment method, lot, …)."""
+
+    purpose: str
+    unit: str
+    member_id: int | None = None
+    staff_id: int | None = None
+    detail: str = ""
+
+
+def _identity(spec: AccountSpec) -> tuple[str, str, str, str]:
+    """(holder_key, purpose, unit, detail) of a valid spec; refuses what no account may be."""
+    purpose, member_id, staff_id = spec.purpose, spec.member_id, spec.staff_id
+    if purpose not in PURPOSES:
+        raise InvalidLeg("purpose", f"Unknown account purpose '{purpose}'.")
+    rule = PURPOSES[purpose]
+    if rule.holder == Holder.MEMBER and (member_id is None or staff_id is not None):
+        raise InvalidLeg("member", f"A {purpose} account belongs to a member.")
+    if rule.holder == Holder.STAFF and (staff_id is None or member_id is not None):
+        raise InvalidLeg("staff", f"A {purpose} account belongs to a staff member.")
+    if rule.holder == Holder.MERCHANT and (member_id is not None or staff_id is not None):
+        raise InvalidLeg("purpose", f"A {purpose} account belongs to the merchant.")
+    _check_unit(purpose, spec.unit)
+    return _holder_key(rule.holder, member_id, staff_id), purpose, spec.unit, spec.detail
+
+
 def get_or_create_account(
     merchant: Merchant,
     purpose: str,
@@ -150,33 +186,105 @@ def get_or_create_account(
 
     Race-free: concurrent callers insert with ON CONFLICT DO NOTHING and read back the one row.
     """
-    if purpose not in PURPOSES:
-        raise InvalidLeg("purpose", f"Unknown account purpose '{purpose}'.")
-    spec = PURPOSES[purpose]
-    if spec.holder == Holder.MEMBER and (member is None or staff is not None):
-        raise InvalidLeg("member", f"A {purpose} account belongs to a member.")
-    if spec.holder == Holder.STAFF and (staff is None or member is not None):
-        raise InvalidLeg("staff", f"A {purpose} account belongs to a staff member.")
-    if spec.holder == Holder.MERCHANT and (member is not None or staff is not None):
-        raise InvalidLeg("purpose", f"A {purpose} account belongs to the merchant.")
     for holder in (member, staff):
         if holder is not None and holder.merchant_id != merchant.pk:
             raise ForeignAccount("merchant", f"{holder} belongs to another merchant.")
-    _check_unit(purpose, unit)
-    key = _holder_key(spec.holder, member and member.pk, staff and staff.pk)
-    lookup = {"merchant": merchant, "holder_key": key, "purpose": purpose, "unit": unit, "detail": detail}
-    account = Account.objects.filter(**lookup).first()
-    if account is not None:
-        return account
-    with transaction.atomic():
-        Account.objects.bulk_create(
-            [_new_account(merchant.pk, purpose, unit, member and member.pk, staff and staff.pk, detail)],
-            ignore_conflicts=True,
-        )
-        account = Account.objects.get(**lookup)
-        if not account.allow_negative:
-            AccountBalance.objects.bulk_create([AccountBalance(account=account)], ignore_conflicts=True)
-    return account
+    spec = AccountSpec(purpose, unit, member and member.pk, staff and staff.pk, detail)
+    return get_or_create_accounts(merchant, [spec])[0]
+
+
+def get_or_create_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account]:
+    """The accounts of `specs`, in their order, those missing created with their balance rows: one
+    query when they all exist (an operation fetches every account it posts to at once), four or five
+    more when some are new. Holders are checked to be the merchant's when their account is created (an
+    existing account was checked then). Race-free as get_or_create_account."""
+    identities = [_identity(spec) for spec in specs]
+    wanted = list(dict.fromkeys(identities))
+    found = _accounts_by_identity(merchant.pk, wanted)
+    missing = [identity for identity in wanted if identity not in found]
+    if missing:
+        by_identity = dict(zip(identities, specs, strict=True))
+        new = [by_identity[identity] for identity in missing]
+        for model, ids, label in (
+            (Owner, {spec.member_id for spec in new if spec.member_id is not None}, "members"),
+            (Staff, {spec.staff_id for spec in new if spec.staff_id is not None}, "staff"),
+        ):
+            if ids and model.objects.filter(merchant_id=merchant.pk, pk__in=ids).count() != len(ids):
+                raise ForeignAccount("merchant", f"Some of the {label} belong to another merchant.")
+        with transaction.atomic():  # an account never exists without its balance row
+            Account.objects.bulk_create(
+                [_new_account(merchant.pk, s.purpose, s.unit, s.member_id, s.staff_id, s.detail) for s in new],
+                ignore_conflicts=True,
+            )
+            created = _accounts_by_identity(merchant.pk, missing)
+            AccountBalance.objects.bulk_create(
+                [AccountBalance(account=a) for a in created.values() if not a.allow_negative], ignore_conflicts=True
+            )
+        found.update(created)
+    return [found[identity] for identity in identities]
+
+
+def find_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> list[Account | None]:
+    """The accounts of `specs` that exist (None for the others), in one query; creates nothing."""
+    return find_accounts_and_balances(merchant, specs, balances=False)[0]
+
+
+def find_accounts_and_balances(
+    merchant: Merchant, specs: Sequence[AccountSpec], *, balances: bool = True
+) -> tuple[list[Account | None], dict[int, int]]:
+    """The accounts of `specs` that exist (None for the others) and the current balance of each bounded
+    one (account id → balance), in one query; creates nothing. Balances are as of the query: read them
+    after the locks that keep them (a wallet operation's member and card locks)."""
+    identities = [_identity(spec) for spec in specs]
+    current: dict[int, int] | None = {} if balances else None
+    found = _accounts_by_identity(merchant.pk, list(dict.fromkeys(identities)), current)
+    return [found.get(identity) for identity in identities], current or {}
+
+
+@functools.cache
+def _account_columns() -> tuple[tuple[str, ...], str]:
+    fields = Account._meta.concrete_fields
+    return tuple(f.attname for f in fields), ", ".join(f.column for f in fields)
+
+
+def _accounts_by_identity(
+    merchant_id: int, identities: list[tuple[str, str, str, str]], balances: dict[int, int] | None = None
+) -> dict:
+    """One query (a row-value IN list on the account identity index; SQLite and PostgreSQL alike), rows
+    built as the ORM loads them; with `balances`, the cached balances of the bounded ones are read by the
+    same query (a LEFT JOIN) into it."""
+    if not identities:
+        return {}
+    attnames, columns = _account_columns()
+    conn = connections[DEFAULT_DB_ALIAS]
+    table, balance_table = Account._meta.db_table, AccountBalance._meta.db_table
+    if balances is not None:
+        columns = ", ".join(f"a.{c.strip()}" for c in columns.split(","))
+        source = f"{table} a LEFT JOIN {balance_table} b ON b.account_id = a.id"
+        columns += ", b.balance"
+    else:
+        source = f"{table} a"
+    found = {}
+    for chunk in _chunks(identities, 200):
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {source} WHERE a.merchant_id = %s"
+                " AND (a.holder_key, a.purpose, a.unit, a.detail) IN ("
+                + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+                + ")",
+                [merchant_id, *(v for identity in chunk for v in identity)],
+            )
+            rows = cursor.fetchall()
+        for row in rows:
+            if balances is not None:
+                *row, balance = row
+            account = Account.from_db(conn.alias, attnames, row)
+            if balances is not None and not account.allow_negative and balance is not None:
+                balances[account.id] = balance
+            if timezone.is_naive(account.created_at):  # SQLite's raw rows: stored in UTC
+                account.created_at = account.created_at.replace(tzinfo=datetime.UTC)
+            found[(account.holder_key, account.purpose, account.unit, account.detail)] = account
+    return found
 
 
 def get_or_create_member_accounts(
@@ -255,7 +363,12 @@ def _prepare(
     memo: str,
     reverses_id: int | None,
     member: Owner | None = None,
+    *,
+    store_id: int | None = None,
+    member_id: int | None = None,
 ) -> _Prepared:
+    """Validate and fingerprint an entry. A reversal passes the original's store_id / member_id instead
+    of rows (checked when the original was posted)."""
     merchant_id = merchant.pk if isinstance(merchant, Merchant) else int(merchant)
     for field, value, limit in (
         ("idempotency_key", idempotency_key, 128),
@@ -268,10 +381,14 @@ def _prepare(
             raise LedgerError(field, f"{field} is longer than {limit} characters.")
     if len(memo) > 200:
         raise LedgerError("memo", "memo is longer than 200 characters.")
-    if store is not None and store.merchant_id != merchant_id:
-        raise ForeignAccount("store", f"Store {store.pk} belongs to another merchant.")
-    if member is not None and member.merchant_id != merchant_id:
-        raise ForeignAccount("member", f"Member {member.pk} belongs to another merchant.")
+    if store is not None:
+        if store.merchant_id != merchant_id:
+            raise ForeignAccount("store", f"Store {store.pk} belongs to another merchant.")
+        store_id = store.pk
+    if member is not None:
+        if member.merchant_id != merchant_id:
+            raise ForeignAccount("member", f"Member {member.pk} belongs to another merchant.")
+        member_id = member.pk
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     if actor is None and not actor_label:
@@ -305,8 +422,8 @@ def _prepare(
     content = {
         "t": operation_type,
         "r": operation_ref,
-        "s": store.pk if store else None,
-        "m": member.pk if member else None,
+        "s": store_id,
+        "m": member_id,
         "v": reverses_id,
         "l": sorted((a.id, amt) for a, amt in prepared),
     }
@@ -319,8 +436,8 @@ def _prepare(
         idempotency_key=idempotency_key,
         actor_id=actor.pk if actor is not None else None,
         actor_label=actor_label,
-        store_id=store.pk if store else None,
-        member_id=member.pk if member else None,
+        store_id=store_id,
+        member_id=member_id,
         memo=memo,
         reverses_id=reverses_id,
         fingerprint=fingerprint,
@@ -360,7 +477,7 @@ class _AlreadyPosted(Exception):
 def _post(p: _Prepared) -> Entry:
     conn = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy is a thread-local lookup
     changes = _bounded_changes(p.legs)
-    if conn.vendor == "postgresql" and len(p.legs) <= _FUNCTION_MAX_LEGS and len(changes) <= 4:
+    if conn.vendor == "postgresql" and len(p.legs) <= _FUNCTION_MAX_LEGS and len(changes) <= _FUNCTION_MAX_BOUNDED:
         return _post_through_function(p, conn, changes)
     try:
         if conn.vendor == "postgresql" and not conn.in_atomic_block:
@@ -376,14 +493,17 @@ def _post(p: _Prepared) -> Entry:
         return _existing(p)
 
 
-# Entries up to this size with at most 4 bounded accounts (nearly all) go through ledger_post_entry().
+# Entries up to this size (nearly all) go through ledger_post_entry(): one guarded UPDATE per bounded
+# account inside the function, so a few more bounded accounts cost no round trip (a consumption line
+# touches up to 8: principal, bonus, grant or voucher, commission, points lot and the two level tallies).
 _FUNCTION_MAX_LEGS = 64
+_FUNCTION_MAX_BOUNDED = 16
 _POST_FUNCTION = (
     "SELECT ledger_post_entry(%s::bigint, %s::text, %s::text, %s::text, %s::bigint, %s::text, %s::bigint,"
     " %s::bigint, %s::text, %s::timestamptz, %s::bigint, %s::text, %s::bigint[], %s::text[], %s::bigint[],"
     " %s::integer[], %s::integer[], %s::bigint[], %s::bigint[])"
 )
-_REFUSED_CHANGE, _KEY_TAKEN = "LG001", "LG002"  # SQLSTATEs raised by ledger_post_entry()
+_KEY_TAKEN = -1  # ledger_post_entry()'s first result element when the key is taken (0: a bound refused)
 
 
 def _bounded_changes(legs: Sequence[tuple[Account, int]]) -> dict[int, int]:
@@ -396,11 +516,10 @@ def _bounded_changes(legs: Sequence[tuple[Account, int]]) -> dict[int, int]:
 
 
 def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
-    """One call of ledger_post_entry() (migration 0005): the same writes as _write, in one round trip.
-    At top level the statement is its own transaction; inside the caller's, atomic() puts it in a
-    savepoint so that a refusal leaves the caller's transaction usable."""
-    import psycopg
-
+    """One call of ledger_post_entry() (migration 0007): the same writes as _write, in one round trip.
+    At top level the statement is its own transaction. Inside the caller's it needs no savepoint: a
+    refusal is the function's result, after it undid its own changes, never a database error, so the
+    caller's transaction stays usable (and the two round trips of a savepoint are saved)."""
     ordered = sorted(changes)
     slot = {acc_id: i for i, acc_id in enumerate(ordered, 1)}
     now = timezone.now()
@@ -411,24 +530,19 @@ def _post_through_function(p: _Prepared, conn, changes: dict[int, int]) -> Entry
         [slot.get(a.id, 0) for a, _ in p.legs], [a.normal_sign for a, _ in p.legs],
         ordered, [changes[acc_id] for acc_id in ordered],
     ]  # fmt: skip
-    savepoint = transaction.atomic(using=conn.alias) if conn.in_atomic_block else contextlib.nullcontext()
-    try:
-        with savepoint, _cursor(conn) as cursor:
-            cursor.execute(_POST_FUNCTION, params)
-            entry_id = cursor.fetchone()[0]
-    except DatabaseError as exc:
-        cause = exc.__cause__
-        sqlstate = cause.sqlstate if isinstance(cause, psycopg.Error) else None
-        if sqlstate == _KEY_TAKEN:
-            return _existing(p)
-        if sqlstate != _REFUSED_CHANGE:
-            raise
-        if _key_taken(p):  # a retry of an entry that already spent the money: answer with that entry
-            return _existing(p)
-        account = next(a for a, _ in p.legs if a.id == int(cause.diag.message_detail))
-        with _cursor(conn) as cursor:
-            _raise_for_missing_or_insufficient(cursor, account, changes[account.id])
-    return _entry_from(p, entry_id, now, conn)
+    with _cursor(conn) as cursor:
+        cursor.execute(_POST_FUNCTION, params)
+        result = cursor.fetchone()[0]
+    if result[0] > 0:
+        entry = _entry_from(p, result[0], now, conn)
+        entry.balances_after = dict(zip(ordered, result[1:], strict=True))
+        return entry
+    if result[0] == _KEY_TAKEN or _key_taken(p):  # taken, or a retry of an entry that already spent the money
+        return _existing(p)
+    account = next(a for a, _ in p.legs if a.id == result[1])
+    with _cursor(conn) as cursor:
+        _raise_for_missing_or_insufficient(cursor, account, changes[account.id])
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # PostgreSQL statements: fixed text whatever the number of legs (arrays), so each is prepared once per
@@ -486,17 +600,25 @@ def _insert_legs_sql(legs: int) -> str:
 class _PreparedCursor:
     """A server-side-binding psycopg cursor on Django's own connection (so inside the same transaction)
     that prepares each statement: Django's default cursor binds on the client and never prepares,
-    which costs the database a parse and plan per statement. Errors come out as Django's."""
+    which costs the database a parse and plan per statement. Errors come out as Django's. Its statements
+    are logged where Django logs its own (connection.queries under DEBUG, CaptureQueriesContext and so
+    django_assert_num_queries), so query counts see them as well."""
 
     def __init__(self, conn):
         import psycopg
 
+        self._conn = conn
         self._cursor = psycopg.Cursor(conn.connection)
         self._wrap_errors = conn.wrap_database_errors
 
     def execute(self, sql: str, params, prepare: bool = True) -> None:
-        with self._wrap_errors:
-            self._cursor.execute(sql, params, prepare=prepare)
+        start = time.monotonic() if self._conn.queries_logged else None
+        try:
+            with self._wrap_errors:
+                self._cursor.execute(sql, params, prepare=prepare)
+        finally:
+            if start is not None:
+                self._conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
 
     def fetchone(self):
         return self._cursor.fetchone()
@@ -591,10 +713,15 @@ def _write(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
             rows = [(entry_id, a.id, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
             for chunk in _chunks(rows, 500):
                 cursor.execute(_insert_legs_sql(len(chunk)), [value for leg in chunk for value in leg])
-    return _entry_from(p, entry_id, now, conn)
+    entry = _entry_from(p, entry_id, now, conn)
+    entry.balances_after = new_balances
+    return entry
 
 
 def _entry_from(p: _Prepared, entry_id: int, posted_at, conn) -> Entry:
+    """The posted entry as the ORM would load it. post_entry and reverse_entry also set
+    `balances_after` on it: bounded account id → normal-side balance right after the entry (None on
+    an entry answered from an earlier post of the same key)."""
     values = {
         "id": entry_id, "merchant_id": p.merchant_id, "idempotency_key": p.idempotency_key,
         "operation_type": p.operation_type, "operation_ref": p.operation_ref, "actor_id": p.actor_id,
@@ -671,6 +798,7 @@ def _key_taken(p: _Prepared) -> bool:
 
 def _existing(p: _Prepared) -> Entry:
     entry = Entry.objects.get(merchant_id=p.merchant_id, idempotency_key=p.idempotency_key)
+    entry.balances_after = None
     if entry.fingerprint != p.fingerprint:
         raise IdempotencyConflict(
             "idempotency_key",
@@ -696,21 +824,48 @@ def reverse_entry(
 ) -> Entry:
     """Post the reversal of `entry`: the whole of what is not yet reversed, or, with `amounts`, the
     given part of chosen accounts' legs (each in the original leg's sign and never beyond what the
-    entry moved net of earlier reversals). The chosen parts must balance per unit."""
-    with transaction.atomic():
-        original = Entry.objects.select_for_update().get(pk=entry.pk)  # serialises reversals of one entry
+    entry moved net of earlier reversals). The chosen parts must balance per unit. Only `entry.pk` is
+    read from `entry`.
+
+    Three statements: the original's row locked, then (a new statement, so that it sees the reversals
+    committed while it waited for the lock) the legs of the original and its reversals with their
+    entries and accounts, then the post. Inside a caller's transaction no savepoint is taken: refusals
+    are raised in Python and the post refuses without a database error."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    block = contextlib.nullcontext() if conn.in_atomic_block else transaction.atomic(using=conn.alias)
+    with block:
+        pk = entry.pk
+        # Serialises reversals of one entry. Only the lock: in READ COMMITTED a statement that waited for
+        # a lock still reads other rows as of its start, so the legs are read by the next statement.
+        if not Entry.objects.select_for_update().filter(pk=pk).values_list("pk").exists():
+            raise Entry.DoesNotExist(f"Entry #{pk} does not exist.")
+        legs = list(
+            Leg.objects.filter(
+                entry_id__in=Entry.objects.filter(Q(pk=pk) | Q(reverses_id=pk)).values("pk")
+            ).select_related("entry", "account")
+        )
+        original = next(leg.entry for leg in legs if leg.entry_id == pk)
         if original.reverses_id is not None:
             raise ReversalError("entry", f"Entry #{original.pk} is itself a reversal; post a new entry instead.")
-        existing = Entry.objects.filter(merchant_id=original.merchant_id, idempotency_key=idempotency_key).first()
-        if existing is not None and amounts is None:
-            if existing.reverses_id != original.pk:
-                raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
-            return existing
-        remaining = reversible_remaining(original)
-        accounts = {leg.account_id: leg.account for leg in original.legs.select_related("account")}
+        if amounts is None:
+            # A retry of this reversal is among its legs' entries. A key held by an unrelated entry shows at
+            # the post (taken, other content: IdempotencyConflict) or, with nothing left, just below.
+            existing = next((leg.entry for leg in legs if leg.entry.idempotency_key == idempotency_key), None)
+            if existing is not None:
+                if existing.reverses_id != original.pk:
+                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
+                existing.balances_after = None
+                return existing
+        remaining: dict[int, int] = defaultdict(int)
+        accounts: dict[int, Account] = {}
+        for leg in legs:
+            remaining[leg.account_id] += leg.amount
+            accounts[leg.account_id] = leg.account
         if amounts is None:
             chosen = {acc_id: left for acc_id, left in remaining.items() if left}
             if not chosen:
+                if Entry.objects.filter(merchant_id=original.merchant_id, idempotency_key=idempotency_key).exists():
+                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
                 raise ReversalError("entry", f"Entry #{original.pk} is already fully reversed.")
         else:
             chosen = {}
@@ -736,10 +891,11 @@ def reverse_entry(
             idempotency_key,
             actor,
             actor_label,
-            store if store is not None else original.store,
+            store,
             memo or f"reversal of #{original.pk}",
             original.pk,
-            original.member,
+            store_id=original.store_id,
+            member_id=original.member_id,
         )
         return _post(prepared)
 

@@ -36,11 +36,16 @@ def check_lines_actionable(
 ) -> None:
     """Refuse (code line_store_forbidden) unless every line is the member's and was rung up at a
     store where `user` holds `perm`."""
+    allowed: set[int | None] = set()  # stores already checked: one check per store, not per line
     for line in lines:
         consumption = line.consumption
         if consumption.member_id != member.pk or consumption.merchant_id != member.merchant_id:
             raise fail(field, "line_not_members", _("Line %(line)s is not this member's."), line=_label(line))
-        if not permissions.can_act_on_store(user, consumption.store, perm, merchant=member.merchant):
+        if consumption.store_id in allowed:
+            continue
+        if permissions.can_act_on_store(user, consumption.store, perm, merchant=member.merchant):
+            allowed.add(consumption.store_id)
+        else:
             raise fail(
                 field,
                 "line_store_forbidden",

@@ -18,6 +18,7 @@ from members import selectors as member_selectors
 from members.models import Merchant, Owner, Store
 from members.selectors import RecordScope
 
+from .accounts import Purpose, level_tally_accounts, points_lot_expiry_year
 from .models import (
     CashRefund,
     Consumption,
@@ -47,7 +48,7 @@ class MemberTotals:
     consumed_total_fen: int  # revenue from the member's consumptions, net of refunded lines
     refunded_cash_fen: int
     points_balance: int
-    points_earned: int
+    points_earned: int  # points credited by consumptions, recharges and awards, less those refunds took back
 
 
 def _legs_of(member: Owner, purposes: list[str], operation_types: list[str]) -> int:
@@ -58,36 +59,37 @@ def _legs_of(member: Owner, purposes: list[str], operation_types: list[str]) -> 
 
 
 def member_totals(member: Owner) -> MemberTotals:
+    """Three queries whatever the member's history, but for the recharge and cash refund totals (sums of
+    the member's cash legs): the consumed total and points earned are the member's level tallies
+    (wallet.accounts), balances the ledger keeps."""
     balances = {}
     points_balance = 0
     for row in ledger_selectors.member_balances(member):
-        if row.account.purpose == "points":
+        if row.account.purpose == Purpose.POINTS:
             points_balance += row.balance
         else:
             balances[(row.account.purpose, row.account.detail)] = row.balance
     # Cash is debit-normal: debits of cash accounts in recharge entries are the money taken in.
-    recharge_total = _legs_of(member, ["cash"], ["recharge"])
-    refunded_cash = -_legs_of(member, ["cash"], ["cash_refund"])
-    # Revenue is credit-normal: its legs are negative; refund reversals add them back.
-    consumed = -_legs_of(member, ["revenue"], ["consumption", "consumption_refund"])
-    points_earned = -Leg.objects.filter(
-        account__member=member, account__purpose="points", amount__lt=0,
-    ).exclude(entry__reverses__isnull=False).aggregate(t=Coalesce(Sum("amount"), 0))["t"]  # fmt: skip
-    # Points returned by refunds: line reversals, and the points a cash refund of stored value takes back.
-    points_refunded = (
-        Leg.objects.filter(account__member=member, account__purpose="points", amount__gt=0)
-        .filter(Q(entry__reverses__isnull=False) | Q(entry__operation_type="cash_refund"))
-        .aggregate(t=Coalesce(Sum("amount"), 0))["t"]
-    )
+    recharge_total = _legs_of(member, [Purpose.CASH], ["recharge"])
+    refunded_cash = -_legs_of(member, [Purpose.CASH], ["cash_refund"])
     return MemberTotals(
         recharge_total_fen=recharge_total,
-        cash_balance_fen=balances.get(("principal", ""), 0),
-        bonus_balance_fen=balances.get(("bonus", ""), 0),
-        consumed_total_fen=consumed,
+        cash_balance_fen=balances.get((Purpose.PRINCIPAL, ""), 0),
+        bonus_balance_fen=balances.get((Purpose.BONUS, ""), 0),
+        consumed_total_fen=balances.get((Purpose.SPEND, ""), 0),
         refunded_cash_fen=refunded_cash,
         points_balance=points_balance,
-        points_earned=points_earned - points_refunded,
+        points_earned=balances.get((Purpose.POINTS_EARNED, ""), 0),
     )
+
+
+def level_totals(member: Owner) -> tuple[int, int]:
+    """(consumed total in fen, points earned) that the member's level is decided by: the balances of the
+    member's level tallies (one query, whatever the member's history)."""
+    tallies = level_tally_accounts(member)
+    current = ledger_selectors.balances([account for account in tallies if account is not None])
+    spend, points = (current[account.pk] if account is not None else 0 for account in tallies)
+    return spend, points
 
 
 @dataclass
@@ -123,20 +125,20 @@ def member_benefits(member: Owner) -> MemberBenefits:
     }
     for row in ledger_selectors.member_balances(member):
         account: Account = row.account
-        if account.purpose == "principal":
+        if account.purpose == Purpose.PRINCIPAL:
             result.principal_fen = row.balance
-        elif account.purpose == "bonus":
+        elif account.purpose == Purpose.BONUS:
             result.bonus_fen = row.balance
-        elif account.purpose == "voucher" and row.balance and account.detail in vouchers:
+        elif account.purpose == Purpose.VOUCHER and row.balance and account.detail in vouchers:
             v = vouchers[account.detail]
             result.vouchers.append(HeldBenefit(v.template.name, "voucher", row.balance, "CNY", v.valid_until, v))
-        elif account.purpose in ("coupon", "entitlement") and row.balance and account.detail in grants:
+        elif account.purpose in (Purpose.COUPON, Purpose.ENTITLEMENT) and row.balance and account.detail in grants:
             g = grants[account.detail]
             result.grants.append(HeldBenefit(str(g), g.kind, row.balance, account.unit, g.valid_until, g))
-        elif account.purpose == "points" and row.balance:
+        elif account.purpose == Purpose.POINTS and row.balance:
             result.points.append(
                 HeldBenefit(
-                    _("points expiring at the end of %(year)s") % {"year": account.detail[3:]},
+                    _("points expiring at the end of %(year)s") % {"year": points_lot_expiry_year(account)},
                     "points",
                     row.balance,
                     "POINT",
@@ -491,7 +493,7 @@ def cash_by_payment_method(
         return None
     merchant = Merchant(pk=scope.merchant_ids[0])  # totals filters by the merchant's key alone
     rows = ledger_selectors.totals(
-        merchant, purposes=["cash"], period="month", by_store=True, by_detail=True, start=start, end=end
+        merchant, purposes=[Purpose.CASH], period="month", by_store=True, by_detail=True, start=start, end=end
     )
     sums: dict[str, list[int]] = {}
     for row in rows:
@@ -559,23 +561,24 @@ def statement_accounts(member: Owner) -> list[StatementAccount]:
     grants = {
         g.account_detail: g for g in Grant.objects.filter(member=member).select_related("coupon_template", "service")
     }
-    order = {"principal": 0, "bonus": 1, "voucher": 2, "coupon": 3, "entitlement": 3, "points": 4}
+    order = {Purpose.PRINCIPAL: 0, Purpose.BONUS: 1, Purpose.VOUCHER: 2, Purpose.COUPON: 3, Purpose.ENTITLEMENT: 3,
+             Purpose.POINTS: 4}  # fmt: skip
     found = []
     for row in ledger_selectors.member_balances(member):
         account = row.account
-        if account.purpose == "principal":
+        if account.purpose == Purpose.PRINCIPAL:
             label = _("Principal")
-        elif account.purpose == "bonus":
+        elif account.purpose == Purpose.BONUS:
             label = _("Bonus")
-        elif account.purpose == "voucher" and account.detail in vouchers:
+        elif account.purpose == Purpose.VOUCHER and account.detail in vouchers:
             voucher = vouchers[account.detail]
             label = _("Voucher %(name)s, valid until %(date)s") % {
                 "name": voucher.template.name, "date": timezone.localtime(voucher.valid_until).strftime("%Y-%m-%d"),
             }  # fmt: skip
-        elif account.purpose in ("coupon", "entitlement") and account.detail in grants:
+        elif account.purpose in (Purpose.COUPON, Purpose.ENTITLEMENT) and account.detail in grants:
             label = str(grants[account.detail])
-        elif account.purpose == "points":
-            label = _("Points expiring at the end of %(year)s") % {"year": account.detail[3:]}
+        elif account.purpose == Purpose.POINTS:
+            label = _("Points expiring at the end of %(year)s") % {"year": points_lot_expiry_year(account)}
         else:
             continue
         found.append((order[account.purpose], account.pk, StatementAccount(account, label, row.balance)))

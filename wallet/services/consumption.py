@@ -21,14 +21,20 @@ from members.models import Owner, Staff, Store
 
 from .. import rules
 from ..accounts import (
+    Purpose,
+    balance_of,
+    consumption_specs,
     grant_account,
     grant_deferred_account,
     ledger_account,
-    stored_value_accounts,
+    prefetch,
+    stored_value_balances,
     voucher_account,
+    with_spend_tally,
 )
 from ..models import (
     CommissionKind,
+    CommissionRule,
     Consumption,
     ConsumptionLine,
     Grant,
@@ -201,7 +207,8 @@ def consume(
     items = _checked_request(member, store, items, service_record)
     settings = wallet_settings(merchant)
     now = timezone.now()
-    held = _lock_benefits(member, items)
+    held = _lock_benefits(member, items, settings, now)
+    commission_rules = _commission_rules(items)
     planned: list[tuple[ConsumptionLine, list]] = []
     payable_total = 0
     for i, item in enumerate(items, start=1):
@@ -209,7 +216,7 @@ def consume(
         line = _priced_line(member, item, i, field)
         check_ceiling(payable_total + line.payable_fen, settings.max_consumption_fen, "items", _("consumption"))
         legs = _funding_legs(line, item, member, held, settings, now, field)
-        legs += _commission_legs(line, item, merchant)
+        legs += _commission_legs(line, item, merchant, commission_rules)
         legs += _points_legs(line, member, settings, now)
         payable_total += line.payable_fen
         planned.append((line, legs))
@@ -252,11 +259,14 @@ class _Held:
     grant_left: dict[int, int] = dataclasses.field(default_factory=dict)
     deferred_left: dict[int, int] = dataclasses.field(default_factory=dict)
     voucher_left: dict[int, int] = dataclasses.field(default_factory=dict)
+    # Bounded balances read with the accounts after the locks (wallet.accounts.prefetch): account id → balance.
+    known: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
-def _lock_benefits(member: Owner, items: list[ConsumptionItem]) -> _Held:
+def _lock_benefits(member: Owner, items: list[ConsumptionItem], settings, now) -> _Held:
     """Lock every benefit row the lines draw on, in one stable order (member, card, grants, vouchers by id;
-    docs/wallet.md §5), and read the stored value left."""
+    docs/wallet.md §5), fetch the ledger accounts the lines post to (one query) and read the stored value
+    left."""
     lock_members([member.pk])  # first, as every operation does (a level upgrade below locks it again)
     uses_stored_value = any(it.stored_value_fen for it in items)
     card = lock_card(member, create=False) if uses_stored_value else None
@@ -265,10 +275,14 @@ def _lock_benefits(member: Owner, items: list[ConsumptionItem]) -> _Held:
     grants = {g.pk: g for g in Grant.objects.select_for_update().filter(pk__in=grant_ids).order_by("pk")}
     vouchers = {v.pk: v for v in Voucher.objects.select_for_update().filter(pk__in=voucher_ids).order_by("pk")}
     held = _Held(card=card, grants=grants, vouchers=vouchers)
+    held.known = prefetch(  # the accounts the lines post to, in one query, with the balances after the locks
+        member.merchant,
+        consumption_specs(member, items, card is not None, grants, vouchers, settings.points_valid_years, now),
+    )
     if card is not None:
-        held.principal_acct, held.bonus_acct = stored_value_accounts(member)
-        current = ledger_selectors.balances([held.principal_acct, held.bonus_acct])
-        held.principal_left, held.bonus_left = current[held.principal_acct.pk], current[held.bonus_acct.pk]
+        held.principal_acct, held.bonus_acct, held.principal_left, held.bonus_left = stored_value_balances(
+            member, held.known
+        )
     return held
 
 
@@ -287,7 +301,7 @@ def _funding_legs(
     line: ConsumptionLine, item: ConsumptionItem, member: Owner, held: _Held, settings, now, field: str
 ) -> list:
     """Pay the line: with a grant's uses, or with money from a voucher, stored value and a direct payment."""
-    revenue = ledger_account(member.merchant, "revenue")
+    revenue = ledger_account(member.merchant, Purpose.REVENUE)
     voucher_fen = check_fen(item.voucher_fen, f"{field}.voucher_fen")
     stored_fen = check_fen(item.stored_value_fen, f"{field}.stored_value_fen")
     direct_fen = check_fen(item.direct_fen, f"{field}.direct_fen")
@@ -330,7 +344,7 @@ def _grant_legs(line: ConsumptionLine, item: ConsumptionItem, member: Owner, hel
     account = grant_account(grant)
     deferred = grant_deferred_account(grant)
     if grant.pk not in held.grant_left:
-        held.grant_left[grant.pk] = ledger_selectors.balance(account)
+        held.grant_left[grant.pk] = balance_of(account, held.known)
         held.deferred_left[grant.pk] = ledger_selectors.balance(deferred)
     if quantity > held.grant_left[grant.pk]:
         raise fail(f"{field}.quantity", "grant_uses_insufficient",
@@ -342,7 +356,7 @@ def _grant_legs(line: ConsumptionLine, item: ConsumptionItem, member: Owner, hel
     line.grant, line.uses, line.deferred_fen = grant, quantity, value
     legs = [
         ledger.decrease(account, quantity),
-        ledger.decrease(ledger_account(merchant, "issuance", grant.unit), quantity),
+        ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), quantity),
     ]
     if value:
         legs += [ledger.decrease(deferred, value), ledger.increase(revenue, value)]
@@ -395,12 +409,12 @@ def _direct_legs(line, item: ConsumptionItem, member: Owner, direct_fen: int, re
                    _("Say how the %(amount)s were paid."), amount=yuan(direct_fen))  # fmt: skip
     line.direct_fen, line.payment_method = direct_fen, method
     return [
-        ledger.increase(ledger_account(merchant, "cash", detail=method), direct_fen),
+        ledger.increase(ledger_account(merchant, Purpose.CASH, detail=method), direct_fen),
         ledger.increase(revenue, direct_fen),
     ]
 
 
-def _commission_legs(line: ConsumptionLine, item: ConsumptionItem, merchant) -> list:
+def _commission_legs(line: ConsumptionLine, item: ConsumptionItem, merchant, by_level: dict) -> list:
     """The staff member's commission on the line. Never more than was paid for the line: the money
     (principal, direct), the paid share of the voucher, or the prepaid value a grant's uses recognise.
     Bonus and gifted value pay no commission."""
@@ -409,12 +423,12 @@ def _commission_legs(line: ConsumptionLine, item: ConsumptionItem, merchant) -> 
     earned = line.deferred_fen if line.grant is not None else line.principal_fen + line.direct_fen
     if line.voucher_fen:
         earned += line.voucher_fen * line.voucher.paid_fen // line.voucher.face_value_fen
-    commission = _commission(line.service, item.staff, line.payable_fen, line.quantity, earned)
+    commission = _commission(line.service, item.staff, line.payable_fen, line.quantity, earned, by_level)
     if not commission:
         return []
     line.commission_fen = commission
-    return [ledger.increase(ledger_account(merchant, "commission_expense"), commission),
-            ledger.increase(ledger_account(merchant, "commission", staff=item.staff), commission)]  # fmt: skip
+    return [ledger.increase(ledger_account(merchant, Purpose.COMMISSION_EXPENSE), commission),
+            ledger.increase(ledger_account(merchant, Purpose.COMMISSION, staff=item.staff), commission)]  # fmt: skip
 
 
 def _points_legs(line: ConsumptionLine, member: Owner, settings, now) -> list:
@@ -442,7 +456,8 @@ def _post(member: Owner, store, actor, planned: list, *, now, note: str, service
     )  # fmt: skip
     for line, legs in planned:
         entry = ledger.post_entry(
-            merchant=merchant, legs=legs, operation_type="consumption", operation_ref=f"{number}/{line.line_no}",
+            merchant=merchant, legs=with_spend_tally(member, legs), operation_type="consumption",
+            operation_ref=f"{number}/{line.line_no}",
             idempotency_key=f"consumption:{number}:{line.line_no}", actor=actor, store=store, member=member,
         )  # fmt: skip
         line.consumption = consumption
@@ -471,8 +486,23 @@ def consume_with_service_record(
                    idempotency_key=idempotency_key)  # fmt: skip
 
 
-def _commission(service: Service, staff: Staff, payable: int, quantity: int, earned: int) -> int:
-    rule = service.commission_rules.filter(staff_level=staff.level).first()
+def _commission_rules(items: Sequence[ConsumptionItem]) -> dict[tuple[int, int], CommissionRule]:
+    """The per-staff-level commission rules of the lines' services, in one query: (service id, level) → rule."""
+    services = {item.service.pk for item in items if item.staff is not None}
+    if not services:
+        return {}
+    return {(r.service_id, r.staff_level): r for r in CommissionRule.objects.filter(service_id__in=services)}
+
+
+def _commission(
+    service: Service,
+    staff: Staff,
+    payable: int,
+    quantity: int,
+    earned: int,
+    by_level: dict[tuple[int, int], CommissionRule],
+) -> int:
+    rule = by_level.get((service.pk, staff.level))
     kind, value = (rule.kind, rule.value) if rule else (service.commission_kind, service.commission_value)
     if kind == CommissionKind.NONE:
         return 0

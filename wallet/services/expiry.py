@@ -15,9 +15,12 @@ from members.models import Merchant
 
 from ..accounts import (
     POINT,
+    Purpose,
     grant_account,
     grant_deferred_account,
     ledger_account,
+    points_lot_expired,
+    points_lots_query,
     voucher_account,
 )
 from ..models import (
@@ -47,12 +50,9 @@ def expire_due_benefits(now: datetime.datetime | None = None) -> ExpiryResult:
         result.vouchers += expire_voucher(voucher_id, now)
     for grant_id in Grant.objects.filter(status=Grant.Status.ACTIVE, valid_until__lt=now).values_list("pk", flat=True):
         result.grants += expire_grant(grant_id, now)
-    today = timezone.localdate(now)
-    lots = Account.objects.filter(
-        purpose="points", unit=POINT, detail__startswith="exp", cached__balance__gt=0
-    ).select_related("merchant", "member")
+    lots = Account.objects.filter(**points_lots_query(), cached__balance__gt=0).select_related("merchant", "member")
     for account in lots:
-        if int(account.detail[3:]) < today.year:
+        if points_lot_expired(account, now):
             result.points_lots += _expire_points_lot(account)
     with transaction.atomic():
         result.vip_memberships = VipMembership.objects.filter(
@@ -75,7 +75,7 @@ def expire_voucher(voucher_id: int, now) -> int:
     left = ledger_selectors.balance(account)
     if left:
         ledger.post_entry(
-            merchant=voucher.merchant, legs=[ledger.decrease(account, left), ledger.increase(ledger_account(voucher.merchant, "breakage"), left)],
+            merchant=voucher.merchant, legs=[ledger.decrease(account, left), ledger.increase(ledger_account(voucher.merchant, Purpose.BREAKAGE), left)],
             operation_type="expiry", operation_ref=f"voucher:{voucher.pk}", idempotency_key=_expiry_key(voucher.merchant, f"voucher:{voucher.pk}", left),
             actor=None, actor_label="system:expiry", member=voucher.member, memo="voucher expired",
         )  # fmt: skip
@@ -96,9 +96,9 @@ def expire_grant(grant_id: int, now) -> int:
         value = ledger_selectors.balance(deferred)
         legs = Postings([])
         legs.add(ledger.decrease(account, left))
-        legs.add(ledger.decrease(ledger_account(merchant, "issuance", grant.unit), left))
+        legs.add(ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), left))
         legs.add(ledger.decrease(deferred, value))
-        legs.add(ledger.increase(ledger_account(merchant, "breakage"), value))
+        legs.add(ledger.increase(ledger_account(merchant, Purpose.BREAKAGE), value))
         ledger.post_entry(
             merchant=merchant, legs=legs.legs, operation_type="expiry", operation_ref=f"grant:{grant.pk}",
             idempotency_key=_expiry_key(merchant, f"grant:{grant.pk}", left), actor=None, actor_label="system:expiry",
@@ -116,7 +116,7 @@ def _expire_points_lot(account: Account) -> int:
         return 0
     merchant = account.merchant
     ledger.post_entry(
-        merchant=merchant, legs=[ledger.decrease(account, left), ledger.decrease(ledger_account(merchant, "issuance", POINT), left)],
+        merchant=merchant, legs=[ledger.decrease(account, left), ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, POINT), left)],
         operation_type="expiry", operation_ref=f"points:{account.pk}", idempotency_key=_expiry_key(merchant, f"points:{account.pk}", left),
         actor=None, actor_label="system:expiry", member=account.member, memo=f"points {account.detail} expired",
     )  # fmt: skip

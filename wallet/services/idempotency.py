@@ -10,14 +10,17 @@ import json
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models
+from django.db.models.signals import pre_save
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import fail
 from members.models import Merchant, Owner
 
+from ..accounts import operation_scope
 from .checks import (
     check_actor,
     check_kind,
@@ -126,12 +129,33 @@ def _check_related_kinds(related: dict, arguments: dict) -> None:
             check_kind(value, kind, name, required=required)
 
 
+# (model, key, request hash) of the record the running operation is about to create.
+_pending_record: ContextVar[tuple | None] = ContextVar("wallet_pending_record", default=None)
+
+
+def _stamp_request_hash(sender, instance, **kwargs) -> None:
+    """pre_save of an operation's record: the request's fingerprint goes in with the INSERT (no UPDATE
+    after it)."""
+    pending = _pending_record.get()
+    if (
+        pending is not None
+        and instance._state.adding
+        and pending[0] is sender
+        and instance.idempotency_key == pending[1]
+    ):
+        instance.request_hash = pending[2]
+
+
 def idempotent(model):
     """For every operation taking an idempotency key, one place: the request's content is fingerprinted
     (fingerprint) and stored on its record. A repeat of the key with the same content is answered with
     the first record; with different content it is refused. When two requests race, the second waits on
-    the first's row and fails its unique key: it is then answered (or refused) the same way. Put above
-    @transaction.atomic; the operation's arguments must be keyword-only."""
+    the first's row and fails its unique key: its transaction is rolled back and it is then answered (or
+    refused) the same way. Put above @transaction.atomic (the operation's transaction: the wrapper opens
+    none, so the operation costs no savepoint); the operation's arguments must be keyword-only. The
+    operation runs in wallet.accounts.operation_scope (each ledger account fetched once)."""
+
+    pre_save.connect(_stamp_request_hash, sender=model, weak=False, dispatch_uid=f"request-hash:{model._meta.label}")
 
     def decorate(fn):
         signature = inspect.signature(fn)
@@ -148,26 +172,26 @@ def idempotent(model):
             member = kwargs.get("member") or kwargs["grant"].member
             check_actor(kwargs.get("actor"), member.merchant)
             key = kwargs.get("idempotency_key")
-            if not key:
-                # "" is no key, like None: stored as NULL, so requests without a key never collide.
-                return fn(**{**kwargs, "idempotency_key": None} if "idempotency_key" in kwargs else kwargs)
-            request_hash = fingerprint(
-                {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
-            )
-            try:
-                with transaction.atomic():
-                    existing = _existing(model, member.merchant, key, member, request_hash)
-                    if existing is not None:
-                        return existing
-                    record = fn(**kwargs)
-                    model.objects.filter(pk=record.pk).update(request_hash=request_hash)
-                    record.request_hash = request_hash
-                    return record
-            except IntegrityError:
+            with operation_scope():
+                if not key:
+                    # "" is no key, like None: stored as NULL, so requests without a key never collide.
+                    return fn(**{**kwargs, "idempotency_key": None} if "idempotency_key" in kwargs else kwargs)
+                request_hash = fingerprint(
+                    {k: v for k, v in bound.arguments.items() if k not in ("actor", "idempotency_key")}
+                )
                 existing = _existing(model, member.merchant, key, member, request_hash)
-                if existing is None:
-                    raise
-                return existing
+                if existing is not None:
+                    return existing
+                token = _pending_record.set((model, key, request_hash))
+                try:
+                    return fn(**kwargs)
+                except IntegrityError:
+                    existing = _existing(model, member.merchant, key, member, request_hash)
+                    if existing is None:
+                        raise
+                    return existing
+                finally:
+                    _pending_record.reset(token)
 
         return wrapper
 

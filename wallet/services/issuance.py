@@ -22,9 +22,11 @@ from members.models import Merchant, Owner
 from .. import rules
 from ..accounts import (
     POINT,
+    Purpose,
     grant_deferred_account,
     ledger_account,
     points_lot_detail,
+    tally_legs,
     voucher_account,
 )
 from ..models import (
@@ -116,7 +118,7 @@ def grant_issue_legs(merchant: Merchant, grants: list[Grant]) -> list:
         for grant in group:
             legs.append(ledger.increase(accounts[(grant.member_id, grant.account_detail)], grant.uses_total))
             issued += grant.uses_total
-        legs.append(ledger.increase(ledger_account(merchant, "issuance", unit), issued))
+        legs.append(ledger.increase(ledger_account(merchant, Purpose.ISSUANCE, unit), issued))
     for grant in grants:
         if grant.paid_fen:
             legs.append(ledger.increase(grant_deferred_account(grant), grant.paid_fen))
@@ -133,9 +135,11 @@ def points_legs_for_spend(member: Owner, settings: WalletSettings, now, eligible
 
 
 def points_legs_for_count(member: Owner, settings: WalletSettings, now, points: int) -> list:
+    """Points into this year's lot, counted as earned for levels (the lot's leg first)."""
     detail = points_lot_detail(timezone.localdate(now), settings.points_valid_years)
-    lot = ledger_account(member.merchant, "points", POINT, member=member, detail=detail)
-    return [ledger.increase(lot, points), ledger.increase(ledger_account(member.merchant, "issuance", POINT), points)]
+    lot = ledger_account(member.merchant, Purpose.POINTS, POINT, member=member, detail=detail)
+    return [ledger.increase(lot, points), ledger.increase(ledger_account(member.merchant, Purpose.ISSUANCE, POINT), points),
+            *tally_legs(member, points=points)]  # fmt: skip
 
 
 def extend_vip(member: Owner, vip_type: VipCardType, source: str, now) -> VipMembership:
@@ -242,7 +246,7 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
     )  # fmt: skip
     ledger.post_entry(
         merchant=merchant, legs=[ledger.increase(voucher_account(voucher), template.amount_fen),
-                                 ledger.increase(ledger_account(merchant, "bonus_expense"), template.amount_fen)],
+                                 ledger.increase(ledger_account(merchant, Purpose.BONUS_EXPENSE), template.amount_fen)],
         operation_type="voucher_issue", operation_ref=ref, idempotency_key=f"voucher_issue:{ref}", actor=actor,
         member=member, memo=reason[:200],
     )  # fmt: skip

@@ -49,8 +49,9 @@ def lock_members(member_ids: Sequence[int]) -> list[int]:
 
 
 def lock_card(member: Owner, *, create: bool) -> StoredValueCard:
-    if create:
-        StoredValueCard.objects.get_or_create(member=member, defaults={"merchant": member.merchant})
     card = StoredValueCard.objects.select_for_update().filter(member=member).first()
+    if card is None and create:  # the first stored value: open the card (race-free), then lock it
+        StoredValueCard.objects.get_or_create(member=member, defaults={"merchant": member.merchant})
+        card = StoredValueCard.objects.select_for_update().filter(member=member).first()
     check_card_open(card, member)
     return card

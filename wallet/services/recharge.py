@@ -19,7 +19,10 @@ from members.models import Owner, Store
 
 from .. import rules
 from ..accounts import (
+    Purpose,
     ledger_account,
+    prefetch,
+    recharge_specs,
     stored_value_accounts,
     voucher_account,
 )
@@ -223,19 +226,20 @@ def recharge(
     if paid_total <= 0:
         raise fail("items", "amount_not_positive", _("A recharge must take a positive amount of money."))
 
+    prefetch(merchant, recharge_specs(member, payment_method, settings.points_valid_years, now))
     if principal_total or bonus_total:
         lock_card(member, create=True)
         principal, bonus_account = stored_value_accounts(member)
         postings.add(ledger.increase(principal, principal_total))
         postings.add(ledger.increase(bonus_account, bonus_total))
-        postings.add(ledger.increase(ledger_account(merchant, "bonus_expense"), bonus_total))
-    postings.add(ledger.increase(ledger_account(merchant, "cash", detail=payment_method), paid_total))
-    postings.add(ledger.increase(ledger_account(merchant, "revenue"), revenue_total))
+        postings.add(ledger.increase(ledger_account(merchant, Purpose.BONUS_EXPENSE), bonus_total))
+    postings.add(ledger.increase(ledger_account(merchant, Purpose.CASH, detail=payment_method), paid_total))
+    postings.add(ledger.increase(ledger_account(merchant, Purpose.REVENUE), revenue_total))
     if vouchers:
         Voucher.objects.bulk_create(vouchers)
         for voucher in vouchers:
             postings.add(ledger.increase(voucher_account(voucher), voucher.face_value_fen))
-        postings.add(ledger.increase(ledger_account(merchant, "bonus_expense"), promo_total))
+        postings.add(ledger.increase(ledger_account(merchant, Purpose.BONUS_EXPENSE), promo_total))
     if grants:
         Grant.objects.bulk_create(grants)
         postings.legs.extend(grant_issue_legs(merchant, grants))

@@ -26,11 +26,18 @@ from .. import permissions as wallet_permissions
 from .. import rules
 from ..accounts import (
     POINT,
+    Purpose,
+    balance_of,
+    cash_refund_specs,
     grant_account,
     grant_deferred_account,
+    grant_refund_specs,
     ledger_account,
     points_lot_expired,
-    stored_value_accounts,
+    points_lot_expiry_year,
+    prefetch,
+    stored_value_balances,
+    tally_legs,
 )
 from ..models import (
     CashRefund,
@@ -133,7 +140,7 @@ def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLin
     locked = list(
         ConsumptionLine.objects.select_for_update(of=("self",))
         .filter(pk__in=ids)
-        .select_related("consumption", "service")
+        .select_related("consumption__store", "service")
         .order_by("pk")
     )
     for line in locked:
@@ -176,7 +183,7 @@ def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLin
 def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store, now) -> None:
     """Reverse a line's ledger entry whole. Points it earned that have since expired with their lot are
     gone already, so only those legs are left out; points still held but spent make the refund fail."""
-    entry = Entry.objects.get(pk=line.entry_id)
+    entry = Entry(pk=line.entry_id)  # reverse_entry locks and reads the row itself
     label = f"{line.consumption.number}/{line.line_no}"
     common = {"idempotency_key": f"refund-line:{line.pk}", "actor": actor, "operation_type": "consumption_refund",
                   "operation_ref": number, "store": store, "memo": f"{reason[:150]} ({label})"}  # fmt: skip
@@ -185,7 +192,7 @@ def _reverse_line(line: ConsumptionLine, number: str, reason: str, actor, store,
         return
     except InsufficientBalance as exc:
         account = exc.account
-        if account.purpose != "points":
+        if account.purpose != Purpose.POINTS:
             raise
         if not points_lot_expired(account, now):
             raise fail(
@@ -223,9 +230,8 @@ def cash_refund_stored_value(
     lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = lock_card(member, create=False)
     now = timezone.now()
-    principal_acct, bonus_acct = stored_value_accounts(member)
-    current = ledger_selectors.balances([principal_acct, bonus_acct])
-    principal, bonus = current[principal_acct.pk], current[bonus_acct.pk]
+    balances = prefetch(merchant, cash_refund_specs(member, payment_method))  # one query, after the locks
+    principal_acct, bonus_acct, principal, bonus = stored_value_balances(member, balances)
     if principal == 0 and bonus == 0:
         raise fail("stored_value", "nothing_to_refund", _("There is nothing on the stored-value card to refund."))
     takeback = _plan_gifts_takeback(member, now)
@@ -244,10 +250,12 @@ def cash_refund_stored_value(
     number = member_services.next_business_number(merchant, "txj")
     legs = Postings([])
     legs.add(ledger.decrease(principal_acct, principal))
-    legs.add(ledger.decrease(ledger_account(merchant, "cash", detail=payment_method), payout))
-    legs.add(ledger.increase(ledger_account(merchant, "revenue"), takeback.charge_fen))  # used gifts, now paid for
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.CASH, detail=payment_method), payout))
+    legs.add(
+        ledger.increase(ledger_account(merchant, Purpose.REVENUE), takeback.charge_fen)
+    )  # used gifts, now paid for
     legs.add(ledger.decrease(bonus_acct, bonus))
-    legs.add(ledger.increase(ledger_account(merchant, "breakage"), bonus))
+    legs.add(ledger.increase(ledger_account(merchant, Purpose.BREAKAGE), bonus))
     legs.legs.extend(takeback.legs)
     legs.legs.extend(_points_clawback_legs(member, payout))
     entry = ledger.post_entry(
@@ -338,7 +346,7 @@ def _plan_gifts_takeback(member: Owner, now: datetime.datetime) -> _GiftTakeback
         if left:
             takeback.legs += [
                 ledger.decrease(grant_account(grant), left),
-                ledger.decrease(ledger_account(merchant, "issuance", grant.unit), left),
+                ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), left),
             ]
             takeback.taken.append(f"{grant}: {left} unused taken back")
         takeback.grants.append(grant)
@@ -396,7 +404,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         return []
     by_lot = dict(  # points lots are credit-normal: a credit is negative
         ledger_selectors.legs_matching(
-            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="points"
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose=Purpose.POINTS
         )
         .values("account_id")
         .annotate(t=Sum("amount"))
@@ -407,7 +415,7 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
         return []
     bought = -(
         ledger_selectors.legs_matching(
-            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose="principal"
+            member.merchant, entry__member=member, entry__operation_type="recharge", account__purpose=Purpose.PRINCIPAL
         ).aggregate(t=Sum("amount"))["t"]
         or 0
     )
@@ -427,8 +435,12 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
     expired = sum(min(t, -by_lot[acc]) for acc, t in expired_by_lot.items())
     due = max(0, due - expired)
     lots = sorted(
-        (row for row in ledger_selectors.member_balances(member) if row.account.purpose == "points" and row.balance),
-        key=lambda row: row.account.detail,
+        (
+            row
+            for row in ledger_selectors.member_balances(member)
+            if row.account.purpose == Purpose.POINTS and row.balance
+        ),
+        key=lambda row: points_lot_expiry_year(row.account) or 0,
     )
     if sum(row.balance for row in lots) < due:
         raise fail(
@@ -444,7 +456,8 @@ def _points_clawback_legs(member: Owner, principal_refunded: int) -> list:
             legs.append(ledger.decrease(row.account, take))
             left -= take
     if due:
-        legs.append(ledger.decrease(ledger_account(member.merchant, "issuance", POINT), due))
+        legs.append(ledger.decrease(ledger_account(member.merchant, Purpose.ISSUANCE, POINT), due))
+        legs += tally_legs(member, points=-due)  # returned points no longer count as earned
     return legs
 
 
@@ -467,10 +480,11 @@ def cash_refund_grant(
     reason = required_reason(reason, _("A refund needs a reason."))
     # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
     lock_members([grant.member_id])
-    grant = Grant.objects.select_for_update().get(pk=grant.pk)
+    grant = Grant.objects.select_for_update(of=("self",)).select_related("member").get(pk=grant.pk)
     check_grant_active(grant, timezone.now(), "grant")  # what is expired or closed has nothing to pay out
+    balances = prefetch(merchant, grant_refund_specs(grant, payment_method))  # one query, after the locks
     account = grant_account(grant)
-    left = ledger_selectors.balance(account)
+    left = balance_of(account, balances)
     if left == 0:
         raise fail("grant", "grant_used_up", _("%(grant)s has no unused uses."), grant=str(grant))
     deferred = grant_deferred_account(grant)
@@ -478,9 +492,9 @@ def cash_refund_grant(
     number = member_services.next_business_number(merchant, "txj")
     legs = Postings([])
     legs.add(ledger.decrease(account, left))
-    legs.add(ledger.decrease(ledger_account(merchant, "issuance", grant.unit), left))
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, grant.unit), left))
     legs.add(ledger.decrease(deferred, value))
-    legs.add(ledger.decrease(ledger_account(merchant, "cash", detail=payment_method), value))
+    legs.add(ledger.decrease(ledger_account(merchant, Purpose.CASH, detail=payment_method), value))
     entry = ledger.post_entry(
         merchant=merchant, legs=legs.legs, operation_type="cash_refund", operation_ref=number,
         idempotency_key=f"cash_refund:{number}", actor=actor, store=store, member=grant.member, memo=reason[:200],

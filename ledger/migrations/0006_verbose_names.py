@@ -5,6 +5,8 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+from core.migration_operations import AlterLabels
+
 
 class Migration(migrations.Migration):
 
@@ -31,157 +33,157 @@ class Migration(migrations.Migration):
             name='leg',
             options={'verbose_name': 'ledger leg', 'verbose_name_plural': 'ledger legs'},
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='allow_negative',
             field=models.BooleanField(verbose_name='may go negative'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='detail',
             field=models.CharField(blank=True, default='', max_length=64, verbose_name='detail'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='holder',
             field=models.CharField(choices=[('member', 'Member'), ('staff', 'Staff member'), ('merchant', 'Merchant')], max_length=8, verbose_name='holder type'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='holder_key',
             field=models.CharField(editable=False, max_length=32, verbose_name='holder key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='kind',
             field=models.CharField(choices=[('asset', 'Asset'), ('liability', 'Liability'), ('income', 'Income'), ('expense', 'Expense'), ('equity', 'Equity'), ('memo', 'Memo (counted units)')], max_length=12, verbose_name='account kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='member',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_accounts', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_accounts', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='normal_sign',
             field=models.SmallIntegerField(choices=[(1, 'debit'), (-1, 'credit')], verbose_name='normal side'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='purpose',
             field=models.CharField(choices=[('principal', 'Stored value principal'), ('bonus', 'Stored value bonus'), ('voucher', 'Voucher'), ('coupon', 'Coupon uses'), ('entitlement', 'Entitlement uses'), ('points', 'Points'), ('commission', 'Commission payable'), ('cash', 'Cash / clearing by payment method'), ('revenue', 'Revenue'), ('deferred_revenue', 'Deferred revenue'), ('bonus_expense', 'Bonus expense'), ('commission_expense', 'Commission expense'), ('breakage', 'Breakage (expired / forfeited)'), ('issuance', 'Issuance (counted units outstanding)')], max_length=24, verbose_name='purpose'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='staff',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_accounts', to='members.staff', verbose_name='staff member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='account',
             name='unit',
             field=models.CharField(max_length=40, verbose_name='unit'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='accountbalance',
             name='account',
             field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, primary_key=True, related_name='cached', serialize=False, to='ledger.account', verbose_name='account'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='accountbalance',
             name='balance',
             field=models.BigIntegerField(default=0, verbose_name='balance'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='actor',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='actor_label',
             field=models.CharField(blank=True, max_length=64, verbose_name='system actor'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='fingerprint',
             field=models.CharField(max_length=64, verbose_name='fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='idempotency_key',
             field=models.CharField(max_length=128, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='member',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='memo',
             field=models.CharField(blank=True, max_length=200, verbose_name='memo'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='operation_ref',
             field=models.CharField(max_length=64, verbose_name='reference'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='operation_type',
             field=models.CharField(max_length=32, verbose_name='operation'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='posted_at',
             field=models.DateTimeField(verbose_name='posted at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='reverses',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversals', to='ledger.entry', verbose_name='reverses'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entry',
             name='store',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='leg',
             name='account',
             field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='legs', to='ledger.account', verbose_name='account'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='leg',
             name='amount',
             field=models.BigIntegerField(help_text='Debit positive, credit negative; never zero.', verbose_name='amount'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='leg',
             name='balance_after',
             field=models.BigIntegerField(null=True, verbose_name='balance after'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='leg',
             name='entry',
             field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='legs', to='ledger.entry', verbose_name='entry'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='leg',
             name='unit',
             field=models.CharField(max_length=40, verbose_name='unit'),

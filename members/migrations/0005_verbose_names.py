@@ -7,6 +7,8 @@ import secrets
 from django.conf import settings
 from django.db import migrations, models
 
+from core.migration_operations import AlterLabels
+
 
 class Migration(migrations.Migration):
 
@@ -25,142 +27,142 @@ class Migration(migrations.Migration):
             name='dailysequence',
             options={'verbose_name': 'daily sequence', 'verbose_name_plural': 'daily sequences'},
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='action',
             field=models.CharField(max_length=64, verbose_name='action'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='actor',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='actor_label',
             field=models.CharField(blank=True, help_text='For system actors (jobs).', max_length=100, verbose_name='system actor'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='after',
             field=models.JSONField(blank=True, default=dict, verbose_name='after'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='at',
             field=models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='before',
             field=models.JSONField(blank=True, default=dict, verbose_name='before'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='content_type',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='contenttypes.contenttype', verbose_name='object type'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='merchant',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='object_id',
             field=models.CharField(max_length=64, verbose_name='object id'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='auditevent',
             name='reason',
             field=models.TextField(blank=True, verbose_name='reason'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='building',
             name='estate',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='buildings', to='members.estate', verbose_name='estate'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='dailysequence',
             name='day',
             field=models.DateField(verbose_name='day'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='dailysequence',
             name='key',
             field=models.CharField(max_length=16, verbose_name='key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='dailysequence',
             name='last_value',
             field=models.BigIntegerField(default=0, verbose_name='last value'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='dailysequence',
             name='merchant',
             field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='estate',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='estates', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='level',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='levels', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='level',
             name='upgrade_spend_fen',
             field=models.BigIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0)], verbose_name='upgrade at cumulative spend (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='membercard',
             name='owner',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cards', to='members.owner', verbose_name='owner'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='membercard',
             name='replaced_by',
             field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='replaces', to='members.membercard', verbose_name='replaced by'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='membercard',
             name='secret',
             field=models.CharField(default=secrets.token_hex, editable=False, max_length=64, verbose_name='secret'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='owner',
             name='level',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='owners', to='members.level', verbose_name='level'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='owner',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='owners', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='owner',
             name='registered_by',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='registered by'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='room',
             name='building',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rooms', to='members.building', verbose_name='building'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='staff',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='staff', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='staff',
             name='user',
             field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='staff', to=settings.AUTH_USER_MODEL, verbose_name='login'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='store',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='stores', to='members.merchant', verbose_name='merchant'),

@@ -6,6 +6,8 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+from core.migration_operations import AlterLabels
+
 
 class Migration(migrations.Migration):
 
@@ -108,977 +110,977 @@ class Migration(migrations.Migration):
             name='walletsettings',
             options={'verbose_name': 'wallet settings', 'verbose_name_plural': 'wallet settings'},
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='activitypointsrule',
             name='code',
             field=models.SlugField(max_length=32, verbose_name='code'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='activitypointsrule',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='activitypointsrule',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='activity_points_rules', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='activitypointsrule',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='activitypointsrule',
             name='points',
             field=models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='points'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='entry_id',
             field=models.BigIntegerField(editable=False, null=True, verbose_name='ledger entry'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='forfeited_bonus_fen',
             field=models.BigIntegerField(default=0, verbose_name='bonus forfeited (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='gifts_charged_fen',
             field=models.BigIntegerField(default=0, help_text='used plan gifts charged against the principal at list price', verbose_name='gifts charged (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='grant',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.grant', verbose_name='coupon / entitlement'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='idempotency_key',
             field=models.CharField(blank=True, max_length=128, null=True, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='kind',
             field=models.CharField(choices=[('stored_value', 'Stored value (unused principal)'), ('grant', 'Unused coupon / entitlement uses')], max_length=16, verbose_name='kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='note',
             field=models.CharField(blank=True, max_length=200, verbose_name='note'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='number',
             field=models.CharField(editable=False, max_length=24, verbose_name='number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='operator',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='paid_out_fen',
             field=models.BigIntegerField(verbose_name='paid out (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='payment_method',
             field=models.CharField(choices=[('cash', 'Cash'), ('wechat', 'WeChat Pay'), ('alipay', 'Alipay'), ('unionpay', 'UnionPay card'), ('bank_transfer', 'Bank transfer')], max_length=16, verbose_name='payment method'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='reason',
             field=models.CharField(max_length=200, verbose_name='reason'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='request_hash',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='request fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='store',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='cashrefund',
             name='uses_refunded',
             field=models.PositiveIntegerField(default=0, verbose_name='uses refunded'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='commissionrule',
             name='kind',
             field=models.CharField(choices=[('none', 'No commission'), ('fixed', 'Fixed amount per unit'), ('percent', 'Percentage of the payable amount')], max_length=8, verbose_name='commission kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='commissionrule',
             name='service',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='commission_rules', to='wallet.service', verbose_name='service'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='commissionrule',
             name='staff_level',
             field=models.PositiveSmallIntegerField(verbose_name='staff level'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='commissionrule',
             name='value',
             field=models.PositiveIntegerField(verbose_name='commission value'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='idempotency_key',
             field=models.CharField(blank=True, max_length=128, null=True, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='note',
             field=models.CharField(blank=True, max_length=200, verbose_name='note'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='number',
             field=models.CharField(editable=False, max_length=24, verbose_name='number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='operator',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='payable_total_fen',
             field=models.BigIntegerField(verbose_name='payable (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='request_hash',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='request fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='service_record',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='consumptions', to='wallet.servicerecord', verbose_name='service record'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumption',
             name='store',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='bonus_fen',
             field=models.BigIntegerField(default=0, verbose_name='from bonus (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='commission_fen',
             field=models.BigIntegerField(default=0, verbose_name='commission (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='consumption',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='wallet.consumption', verbose_name='consumption'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='deferred_fen',
             field=models.BigIntegerField(default=0, help_text='prepaid revenue recognised by the uses', verbose_name='deferred revenue recognised (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='direct_fen',
             field=models.BigIntegerField(default=0, verbose_name='paid directly (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='entry_id',
             field=models.BigIntegerField(editable=False, null=True, verbose_name='ledger entry'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='grant',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.grant', verbose_name='coupon / entitlement'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='line_no',
             field=models.PositiveSmallIntegerField(verbose_name='line number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='payable_fen',
             field=models.BigIntegerField(verbose_name='payable (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='payment_method',
             field=models.CharField(blank=True, choices=[('cash', 'Cash'), ('wechat', 'WeChat Pay'), ('alipay', 'Alipay'), ('unionpay', 'UnionPay card'), ('bank_transfer', 'Bank transfer')], max_length=16, verbose_name='payment method'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='points',
             field=models.BigIntegerField(default=0, verbose_name='points'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='principal_fen',
             field=models.BigIntegerField(default=0, verbose_name='from principal (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='quantity',
             field=models.PositiveIntegerField(verbose_name='quantity'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='refund',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='wallet.entitlementrefund', verbose_name='entitlement refund'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='service',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.service', verbose_name='service'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='staff',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='consumption_lines', to='members.staff', verbose_name='served by'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='status',
             field=models.CharField(choices=[('normal', 'Not refunded'), ('refunded', 'Refunded')], default='normal', max_length=8, verbose_name='refund status'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='unit_price_fen',
             field=models.BigIntegerField(verbose_name='unit price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='uses',
             field=models.PositiveIntegerField(default=0, verbose_name='uses'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='voucher',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.voucher', verbose_name='voucher'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='consumptionline',
             name='voucher_fen',
             field=models.BigIntegerField(default=0, verbose_name='from voucher (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='coupon_templates', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='per_member_limit',
             field=models.PositiveIntegerField(default=0, help_text='0 = no limit', verbose_name='limit per member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='price_fen',
             field=models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='services',
             field=models.ManyToManyField(related_name='coupon_templates', to='wallet.service', verbose_name='services'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='uses',
             field=models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='uses'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='coupontemplate',
             name='valid_days',
             field=models.PositiveIntegerField(default=365, verbose_name='valid for (days)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementpackage',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementpackage',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entitlement_packages', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementpackage',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementpackage',
             name='price_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementpackage',
             name='valid_days',
             field=models.PositiveIntegerField(blank=True, help_text='empty = no expiry', null=True, verbose_name='valid for (days)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='idempotency_key',
             field=models.CharField(blank=True, max_length=128, null=True, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='note',
             field=models.CharField(blank=True, max_length=200, verbose_name='note'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='number',
             field=models.CharField(editable=False, max_length=24, verbose_name='number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='operator',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='reason',
             field=models.CharField(max_length=200, verbose_name='reason'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='request_hash',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='request fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='store',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='entitlementrefund',
             name='total_fen',
             field=models.BigIntegerField(verbose_name='refunded (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='coupon_template',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='wallet.coupontemplate', verbose_name='coupon template'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='kind',
             field=models.CharField(choices=[('coupon', 'Coupon'), ('entitlement', 'Entitlement')], max_length=12, verbose_name='kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='package',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.entitlementpackage', verbose_name='entitlement package'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='paid_fen',
             field=models.BigIntegerField(default=0, verbose_name='paid (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='service',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='wallet.service', verbose_name='service'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='source_ref',
             field=models.CharField(max_length=64, verbose_name='source'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='status',
             field=models.CharField(choices=[('active', 'Active'), ('expired', 'Expired'), ('refunded', 'Refunded in cash'), ('revoked', 'Taken back by a cash refund of stored value')], default='active', max_length=8, verbose_name='status'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='uses_total',
             field=models.PositiveIntegerField(verbose_name='uses granted'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='grant',
             name='valid_until',
             field=models.DateTimeField(blank=True, null=True, verbose_name='valid until'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='packageitem',
             name='package',
             field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='wallet.entitlementpackage', verbose_name='entitlement package'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='packageitem',
             name='quantity',
             field=models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='quantity'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='packageitem',
             name='service',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.service', verbose_name='service'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='bonus_total_fen',
             field=models.BigIntegerField(default=0, verbose_name='bonus (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='entry_id',
             field=models.BigIntegerField(editable=False, null=True, verbose_name='ledger entry'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='idempotency_key',
             field=models.CharField(blank=True, max_length=128, null=True, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='list_total_fen',
             field=models.BigIntegerField(verbose_name='goods total (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='note',
             field=models.CharField(blank=True, max_length=200, verbose_name='note'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='number',
             field=models.CharField(editable=False, max_length=24, verbose_name='number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='operator',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='paid_total_fen',
             field=models.BigIntegerField(verbose_name='amount paid (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='payment_method',
             field=models.CharField(choices=[('cash', 'Cash'), ('wechat', 'WeChat Pay'), ('alipay', 'Alipay'), ('unionpay', 'UnionPay card'), ('bank_transfer', 'Bank transfer')], max_length=16, verbose_name='payment method'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='request_hash',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='request fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='recharge',
             name='store',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='amount_fen',
             field=models.BigIntegerField(help_text='quantity × unit price × discount, rounded half up to the fen', verbose_name='amount (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='bonus_fen',
             field=models.BigIntegerField(default=0, verbose_name='bonus (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='coupon_template',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.coupontemplate', verbose_name='coupon template'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='discount_bp',
             field=models.PositiveIntegerField(default=10000, verbose_name='price rate (basis points)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='kind',
             field=models.CharField(choices=[('stored_value', 'Stored value'), ('plan', 'Recharge plan'), ('coupon', 'Coupon'), ('package', 'Entitlement package'), ('voucher', 'Voucher'), ('vip', 'VIP card')], max_length=16, verbose_name='kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='line_no',
             field=models.PositiveSmallIntegerField(verbose_name='line number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='package',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.entitlementpackage', verbose_name='entitlement package'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='plan',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.rechargeplan', verbose_name='recharge plan'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='quantity',
             field=models.PositiveIntegerField(verbose_name='quantity'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='recharge',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='wallet.recharge', verbose_name='recharge'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='unit_price_fen',
             field=models.BigIntegerField(verbose_name='unit price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='vip_type',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.vipcardtype', verbose_name='VIP card type'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeline',
             name='voucher_template',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.vouchertemplate', verbose_name='voucher template'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='bonus_fen',
             field=models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='bonus (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='gift_coupon',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.coupontemplate', verbose_name='gift coupon'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='gift_coupon_quantity',
             field=models.PositiveIntegerField(default=0, verbose_name='gift coupon quantity'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='gift_package',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.entitlementpackage', verbose_name='gift entitlement package'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='gift_vip',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='wallet.vipcardtype', verbose_name='gift VIP card'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='recharge_plans', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='rechargeplan',
             name='pay_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='pay (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='category',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='services', to='wallet.servicecategory', verbose_name='service category'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='commission_kind',
             field=models.CharField(choices=[('none', 'No commission'), ('fixed', 'Fixed amount per unit'), ('percent', 'Percentage of the payable amount')], default='none', max_length=8, verbose_name='commission kind'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='commission_value',
             field=models.PositiveIntegerField(default=0, help_text='Fixed: fen per unit; percentage: basis points.', verbose_name='commission value'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='list_price_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='list price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='member_price_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='member price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='service',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='services', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicecategory',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='service_categories', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='created_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='idempotency_key',
             field=models.CharField(blank=True, max_length=128, null=True, verbose_name='request key'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='note',
             field=models.CharField(blank=True, max_length=200, verbose_name='note'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='notes',
             field=models.TextField(blank=True, verbose_name='service notes'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='number',
             field=models.CharField(editable=False, max_length=24, verbose_name='number'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='operator',
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='request_hash',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='request fingerprint'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='staff',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='service_records', to='members.staff', verbose_name='served by'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='store',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.store', verbose_name='store'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicerecord',
             name='tags',
             field=models.ManyToManyField(blank=True, to='wallet.servicetag', verbose_name='tags'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicetag',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='servicetag',
             name='name',
             field=models.CharField(max_length=30, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='storedvaluecard',
             name='closed_at',
             field=models.DateTimeField(blank=True, null=True, verbose_name='closed at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='storedvaluecard',
             name='member',
             field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='stored_value_card', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='storedvaluecard',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='storedvaluecard',
             name='opened_at',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='opened at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='storedvaluecard',
             name='status',
             field=models.CharField(choices=[('active', 'Active'), ('closed', 'Closed by cash refund')], default='active', max_length=8, verbose_name='status'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='vip_card_types', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='period',
             field=models.CharField(choices=[('year', 'Year'), ('quarter', 'Quarter'), ('month', 'Month')], max_length=8, verbose_name='period'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='price_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipcardtype',
             name='services',
             field=models.ManyToManyField(blank=True, related_name='vip_card_types', to='wallet.service', verbose_name='services'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='card_type',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='wallet.vipcardtype', verbose_name='VIP card type'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='ends_at',
             field=models.DateTimeField(verbose_name='ends at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='vip_memberships', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='source_ref',
             field=models.CharField(max_length=64, verbose_name='source'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='starts_at',
             field=models.DateTimeField(verbose_name='starts at'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vipmembership',
             name='status',
             field=models.CharField(choices=[('active', 'Active'), ('expired', 'Expired'), ('revoked', 'Taken back by a cash refund of stored value')], default='active', max_length=8, verbose_name='status'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='face_value_fen',
             field=models.BigIntegerField(verbose_name='face value (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='member',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='vouchers', to='members.owner', verbose_name='member'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='paid_fen',
             field=models.BigIntegerField(default=0, verbose_name='paid (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='source_ref',
             field=models.CharField(max_length=64, verbose_name='source'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='status',
             field=models.CharField(choices=[('active', 'Active'), ('expired', 'Expired')], default='active', max_length=8, verbose_name='status'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='template',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='vouchers', to='wallet.vouchertemplate', verbose_name='voucher template'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='valid_from',
             field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='valid from'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='voucher',
             name='valid_until',
             field=models.DateTimeField(verbose_name='valid until'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='amount_fen',
             field=models.BigIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='face value (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='is_active',
             field=models.BooleanField(default=True, verbose_name='active'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='merchant',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='voucher_templates', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='name',
             field=models.CharField(max_length=100, verbose_name='name'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='price_fen',
             field=models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='vouchertemplate',
             name='valid_days',
             field=models.PositiveIntegerField(default=90, verbose_name='valid for (days)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='max_consumption_fen',
             field=models.BigIntegerField(default=10000000, validators=[django.core.validators.MinValueValidator(1)], verbose_name='payable per consumption at most (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='max_free_gift_fen',
             field=models.BigIntegerField(default=50000, validators=[django.core.validators.MinValueValidator(0)], verbose_name='a free voucher or coupon given outside a sale worth at most (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='max_manual_bonus_fen',
             field=models.BigIntegerField(default=1000000, validators=[django.core.validators.MinValueValidator(0)], verbose_name='manual bonus at most per recharge (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='max_recharge_fen',
             field=models.BigIntegerField(default=50000000, validators=[django.core.validators.MinValueValidator(1)], verbose_name='amount paid per recharge at most (yuan)'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='merchant',
             field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='wallet_settings', to='members.merchant', verbose_name='merchant'),
         ),
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='spending_policy',
             field=models.CharField(choices=[('proportional', 'In proportion to principal and bonus balances'), ('principal_first', 'Principal first'), ('bonus_first', 'Bonus first')], default='proportional', max_length=16, verbose_name='spending policy'),

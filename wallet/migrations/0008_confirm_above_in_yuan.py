@@ -3,6 +3,8 @@
 import django.core.validators
 from django.db import migrations, models
 
+from core.migration_operations import AlterLabels
+
 
 class Migration(migrations.Migration):
 
@@ -11,7 +13,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
+        AlterLabels(
             model_name='walletsettings',
             name='confirm_above_fen',
             field=models.BigIntegerField(default=1000000, validators=[django.core.validators.MinValueValidator(0)], verbose_name='ask for a second confirmation above (yuan)'),

@@ -191,6 +191,21 @@ def open_refund_requests_of_lines(member, lines: Iterable) -> dict[int, str]:
     return dict(through)
 
 
+def open_refund_request_for(member, kind: str, *, lines: Iterable = (), grant=None, requested_by=None):
+    """The open refund request of the member for exactly this content (the same lines, the stored value, the
+    same lot) made by `requested_by`, if any: a form posted twice finds the request its first post made."""
+    found = RefundRequest.objects.filter(member=member, kind=kind, state__in=OPEN_STATES, requested_by=requested_by)
+    if kind == RefundRequest.Kind.GRANT:
+        return found.filter(grant=grant).first()
+    if kind == RefundRequest.Kind.STORED_VALUE:
+        return found.first()
+    wanted = {line.pk for line in lines}
+    for request in found.prefetch_related("lines"):
+        if {line.pk for line in request.lines.all()} == wanted:
+            return request
+    return None
+
+
 def finance_threshold_fen(merchant) -> int:
     """Above this amount a refund request needs finance's approval too (the merchant's setting or the default)."""
     found = FlowSettings.objects.filter(merchant=merchant).values_list("refund_finance_threshold_fen", flat=True)

@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy
 from django.views.generic import ListView, TemplateView
 from viewflow.forms import Row
 
+from core.errors import DomainError
 from core.money import yuan
 from flows import selectors as flow_selectors
 from flows import services as flow_services
@@ -496,8 +497,8 @@ class RefundView(OperationView):
     done_tab = "refunds"
 
     def already_recorded(self, form: OperationForm):
-        # A request is not a wallet operation under the form's token: a second post of the same page finds
-        # the first request still open and is refused by the service (request_pending).
+        # A request is not a wallet operation under the form's token: a second post of the same page is
+        # answered in `record` with the request its first post made (the service refuses a second one).
         return None
 
     def base_context(self, form: OperationForm) -> dict:
@@ -528,13 +529,26 @@ class RefundView(OperationView):
         )
 
     def record(self, form: RefundForm):
-        cd = form.cleaned_data
-        return flow_services.start_refund_request(
-            member=self.member, store=cd["store"], kind=cd["kind"], actor=self.request.user, reason=cd["reason"],
-            lines=list(cd["lines"] or []), grant=cd.get("grant"), payment_method=cd.get("payment_method") or "",
-        )  # fmt: skip
+        cd, user = form.cleaned_data, self.request.user
+        lines = list(cd["lines"] or [])
+        try:
+            return flow_services.start_refund_request(
+                member=self.member, store=cd["store"], kind=cd["kind"], actor=user, reason=cd["reason"],
+                lines=lines, grant=cd.get("grant"), payment_method=cd.get("payment_method") or "",
+            )  # fmt: skip
+        except DomainError as exc:
+            # Posted twice (a double click, the back button): the request of the first post, if it is this one.
+            first = exc.code == "request_pending" and flow_selectors.open_refund_request_for(
+                self.member, cd["kind"], lines=lines, grant=cd.get("grant"), requested_by=user
+            )
+            if not first:
+                raise
+            first.posted_again = True
+            return first
 
     def success_message(self, request, quote) -> str:
+        if getattr(request, "posted_again", False):
+            return _("This form was already submitted: it is recorded as %(number)s.") % {"number": request.number}
         if request.needs_finance_review():
             waits = _("It waits for the store manager's approval, then finance's.")
         else:

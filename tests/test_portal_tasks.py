@@ -292,10 +292,15 @@ def test_the_refund_page_submits_a_request_and_moves_no_money(client, world):
     assert request.needs_finance_review()
     assert request.number in response.content.decode()
     assert _money_state(a) == before, "the refund page moved money"
-    # Posted again: the line is in an open request; refused, still one request and no money moved.
+    # Posted again (the back button): answered with the first request.
     data["refund-token"] = str(uuid.uuid4())
-    again = post_confirmed(client, _refund_page(a.member), data)
-    assert again.status_code == 200 and "still open" in again.content.decode()
+    again = post_confirmed(client, _refund_page(a.member), data, follow=True)
+    assert request.number in str(list(again.context["messages"])[0])
+    # Another operator asking for the same line: refused while the request is open.
+    page = login(client, a.operator2).get(_refund_page(a.member), {"kind": "lines"}).content.decode()
+    assert request.number in page  # the line says which request holds it
+    refused = post_confirmed(client, _refund_page(a.member), data)
+    assert refused.status_code == 200 and "still open" in refused.content.decode()
     assert RefundRequest.objects.count() == 1 and _money_state(a) == before
 
 

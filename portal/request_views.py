@@ -137,11 +137,16 @@ class OnboardingView(_StaffRequestView):
     )
 
     def has_access(self, user) -> bool:
-        # The view is also asked without a request (menu entries): no store list then, only the rule.
+        # The view is also asked without a request (the menu's entries, two of them on every page): no store
+        # list then, only the rule, remembered on the request's user object.
         if not hasattr(self, "request"):
-            return user.is_authenticated and (
-                member_selectors.is_platform_admin(user) or member_selectors.stores_where(user, rules.MANAGE).exists()
-            )
+            if not user.is_authenticated:
+                return False
+            if not hasattr(user, "_may_propose_staff"):
+                user._may_propose_staff = member_selectors.is_platform_admin(user) or (
+                    member_selectors.stores_where(user, rules.MANAGE).exists()
+                )
+            return user._may_propose_staff
         return super().has_access(user)
 
     def build_form(self, data=None) -> OnboardingForm:

@@ -504,3 +504,21 @@ def _new_member(office: Office):
     from tests.factories import make_owner
 
     return make_owner(office.merchant)
+
+
+def test_store_ids_by_permission_agrees_with_stores_where(world):
+    """The queues read the store permissions of several kinds in two queries; they must be what
+    members.selectors.stores_where answers one permission at a time (own and group object permissions)."""
+    from members import selectors as member_selectors
+
+    perms = ["members.approve_store", "members.finance_store", "members.operate_store", "members.manage_store"]
+    for office in (world.a, world.b):
+        for user in (office.operator, office.manager, office.finance, office.admin, office.other_manager,
+                     office.platform, world.a_other_op):  # fmt: skip
+            user = User.objects.get(pk=user.pk)
+            held = member_selectors.store_ids_by_permission(user, perms)
+            for perm in perms:
+                assert held[perm] == set(member_selectors.stores_where(user, perm).values_list("pk", flat=True))
+    assert member_selectors.store_ids_by_permission(User.objects.get(pk=world.a.admin.pk), perms)[
+        "members.approve_store"
+    ] == {world.a.store.pk, world.a.other_store.pk}

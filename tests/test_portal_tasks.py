@@ -25,6 +25,7 @@ from flows.models import MemberChangeRequest, Notification, RefundRequest, Staff
 from ledger.models import Entry
 from members import numbering, roles
 from members.models import Store
+from portal import approvals
 from tests.factories import make_staff
 from tests.flows_helpers import Office, fresh, make_office, wallet_service
 from tests.portal_helpers import post_confirmed
@@ -522,3 +523,37 @@ def test_store_ids_by_permission_agrees_with_stores_where(world):
     assert member_selectors.store_ids_by_permission(User.objects.get(pk=world.a.admin.pk), perms)[
         "members.approve_store"
     ] == {world.a.store.pk, world.a.other_store.pk}
+
+
+def test_every_kind_of_request_and_its_task_page_renders(client, world):
+    """Each kind of request on its page and its task's page, and each form, for the people concerned."""
+    a = world.a
+    wallet.recharge(member=a.member, store=a.store, payment_method="cash", actor=None,
+                    items=[wallet.RechargeItem(kind="stored_value", amount_fen=50_000)])  # fmt: skip
+    requests = [
+        _refund(a, a.store, a.operator, 500),
+        flow_services.start_refund_request(member=a.member, store=a.store, kind="stored_value", actor=a.operator,
+                                           reason="退卡", payment_method="cash"),
+        flow_services.start_member_change(member=a.member, store=a.store, kind="mobile", actor=a.operator,
+                                          reason="换号", mobile="13800001111"),
+        flow_services.start_staff_onboarding(merchant=a.merchant, store=a.store, actor=a.admin, name="新人",
+                                             mobile="13800002222", username="newbie", role="operator"),
+        flow_services.start_staff_offboarding(staff=a.shop.staff, store=a.store, actor=a.admin, reason="离职"),
+    ]  # fmt: skip
+    reviewers = [a.manager, a.manager, a.operator2, a.manager, a.manager]
+    for request, reviewer in zip(requests, reviewers, strict=True):
+        page = login(client, reviewer).get(_url("task", task_of(request)))
+        assert page.status_code == 200 and request.number in page.content.decode()
+        page = client.get(approvals.request_url(request))
+        assert page.status_code == 200 and 'id="request-facts"' in page.content.decode()
+    # The stored-value refund shows the payout it will make.
+    body = login(client, a.manager).get(_url("task", task_of(requests[1]))).content.decode()
+    assert "¥500.00" in body and 'id="quote-paid-out"' in body
+    # The member change form, kind by kind; the staff forms.
+    url = reverse("members:change", kwargs={"pk": a.member.pk})
+    for kind in MemberChangeRequest.Kind.values:
+        assert login(client, a.operator).get(url, {"kind": kind}).status_code == 200, kind
+    for name in ("tasks:onboard", "tasks:offboard"):
+        assert login(client, a.admin).get(reverse(name)).status_code == 200
+    for kind in approvals.KINDS:
+        assert client.get(reverse("tasks:requests", kwargs={"kind": kind})).status_code == 200

@@ -67,6 +67,25 @@ RECORD_MODELS = (
     "wallet.cashrefund",
 )
 # Ledger models are all records: "ledger.view_*" below.
+# Approval requests, their processes and history (flows): written only by flows.services. Back-office roles
+# read them (the portal's task pages, and viewflow's own pages, which ask for "flows.view_<process>"); which
+# requests and tasks each user sees is decided per store on top of that (flows.selectors, flows.rules).
+FLOW_RECORD_MODELS = (
+    "flows.refundrequest",
+    "flows.memberchangerequest",
+    "flows.staffonboarding",
+    "flows.staffoffboarding",
+    "flows.requesttransition",
+    "flows.requestprocess",
+    "flows.refundprocess",
+    "flows.memberchangeprocess",
+    "flows.staffonboardingprocess",
+    "flows.staffoffboardingprocess",
+)
+# Workflow settings (finance threshold, deadlines): changed through flows.services by the merchant admin only;
+# bookkeeping of the flows (reminders sent, per-user notifications): nobody's through model permissions.
+FLOW_SETTINGS_MODELS = ("flows.flowsettings", "flows.taskdeadline")
+FLOW_INTERNAL_MODELS = ("flows.taskreminder", "flows.notification")
 
 
 def _perms(models: tuple[str, ...], *actions: str) -> tuple[str, ...]:
@@ -74,6 +93,7 @@ def _perms(models: tuple[str, ...], *actions: str) -> tuple[str, ...]:
 
 
 _READ_ALL = ("wallet.view_*", "ledger.view_*")
+_READ_FLOWS = _perms(FLOW_RECORD_MODELS, "view")
 # What every back-office role reads besides members: the organisation (but not staff) and the levels.
 _READ_CONTEXT = _perms(("members.store", "members.estate", "members.building", "members.room", "members.level"), "view")
 
@@ -82,10 +102,12 @@ GROUP_MODEL_PERMISSIONS: dict[str, tuple[str, ...]] = {
     PLATFORM_ADMIN: ("*",),
     MERCHANT_ADMIN: _perms(MEMBER_MODELS + ORGANISATION_MODELS, "view", "add", "change")
     + _perms(PRICING_MODELS, "view", "add", "change", "delete")
-    + _READ_ALL,
-    OPERATOR: _perms(MEMBER_MODELS, "view", "add", "change") + _READ_CONTEXT + _READ_ALL,
-    APPROVER: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL,
-    FINANCE: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL,
+    + _READ_ALL
+    + _READ_FLOWS
+    + _perms(FLOW_SETTINGS_MODELS, "view"),
+    OPERATOR: _perms(MEMBER_MODELS, "view", "add", "change") + _READ_CONTEXT + _READ_ALL + _READ_FLOWS,
+    APPROVER: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL + _READ_FLOWS,
+    FINANCE: _perms(MEMBER_MODELS, "view") + _READ_CONTEXT + _READ_ALL + _READ_FLOWS,
     CLERK: _perms(MEMBER_MODELS, "view"),
 }
 

@@ -70,6 +70,27 @@ def stores_where(user: AbstractBaseUser, permission: str) -> QuerySet[Store]:
     return get_objects_for_user(user, permission, klass=Store, accept_global_perms=False)
 
 
+def store_ids_by_permission(user: AbstractBaseUser, permissions: list[str]) -> dict[str, set[int]]:
+    """For several store permissions at once ("members.approve_store", …): permission → ids of the stores on
+    which the user holds it as an object permission, their own or through a group (what stores_where answers
+    for one permission; a global permission never counts). Two queries, whatever the number of permissions,
+    for pages that scope by several of them (the approval queues)."""
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    if not user.is_authenticated:
+        return {perm: set() for perm in permissions}
+    codenames = {perm.split(".", 1)[1]: perm for perm in permissions}
+    store_type = ContentType.objects.get_for_model(Store)
+    found: dict[str, set[int]] = {perm: set() for perm in permissions}
+    for model, who in ((UserObjectPermission, {"user": user}), (GroupObjectPermission, {"group__user": user})):
+        rows = model.objects.filter(content_type=store_type, permission__content_type=store_type,
+                                    permission__codename__in=list(codenames), **who)  # fmt: skip
+        for codename, object_pk in rows.values_list("permission__codename", "object_pk"):
+            if str(object_pk).isdigit():
+                found[codenames[codename]].add(int(object_pk))
+    return found
+
+
 def scope_to_user(queryset: QuerySet, user: AbstractBaseUser | AnonymousUser, merchant_path: str) -> QuerySet:
     """Restrict any merchant-owned queryset to what the user may see: all for platform admins,
     the user's merchant for staff, nothing for anyone else. `merchant_path` is the lookup to the

@@ -348,16 +348,32 @@ class _LineChoiceField(forms.ModelMultipleChoiceField):
         return super()._check_values(value)
 
 
+class _GrantChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        left = getattr(self, "uses_left", {}).get(obj.pk)
+        return _("%(grant)s, %(left)s uses left") % {"grant": obj, "left": left} if left is not None else str(obj)
+
+
 class RefundForm(OperationForm):
-    """Refund chosen consumption lines (权益退款). Operators execute it directly for now; an approval
-    workflow will stand in front of it later."""
+    """A refund request (every refund is one: flows.services.start_refund_request; nothing is paid back or
+    restored before the approvals), of one of three kinds: consumption lines reversed exactly (权益退款), a
+    cash refund of the stored value's unused principal (现金退款), or a cash refund of a coupon or entitlement
+    lot's unused uses."""
 
     prefix = "refund"
 
+    KINDS = [
+        ("lines", _("Consumption lines")),
+        ("stored_value", _("Cash refund of stored value")),
+        ("grant", _("Cash refund of a coupon or entitlement")),
+    ]
+
+    kind = forms.ChoiceField(label=_("Kind"), choices=KINDS, widget=forms.HiddenInput)
     lines = _LineChoiceField(
         label=_("Lines to refund"),
         queryset=ConsumptionLine.objects.none(),
         widget=forms.CheckboxSelectMultiple,
+        required=False,
         # Django's message repeats the posted value (a database id): say what is wrong instead.
         error_messages={
             "invalid_choice": _(
@@ -367,11 +383,19 @@ class RefundForm(OperationForm):
             "invalid_pk_value": _("Choose lines from the list."),
         },
     )
+    grant = _GrantChoice(label=_("Coupon / entitlement"), queryset=None, required=False)
+    payment_method = forms.ChoiceField(
+        label=_("Paid out by"), choices=[("", _("Choose how the money is paid out")), *PaymentMethod.choices],
+        required=False,
+    )  # fmt: skip
     reason = forms.CharField(label=_("Reason"), max_length=200)
 
+    error_fields = {"stored_value": None, "kind": None, "member": None, "amount": None}
+    kind_field = "kind"
+    kind_fields = {"lines": ("lines",), "stored_value": ("payment_method",), "grant": ("grant", "payment_method")}
     # The lines are a table of their own on the page (number, service, how each was paid); the layout
     # renders the rest.
-    common_fields = ("store", "reason")
+    common_fields = ("store", "__kind__", "reason")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -388,12 +412,39 @@ class RefundForm(OperationForm):
                 else ""
             )
         )
+        held = wallet_selectors.member_benefits(self.member).grants
+        self.fields["grant"].uses_left = {item.obj.pk: item.balance for item in held}
+        self.fields["grant"].queryset = wallet_selectors.usable_grants_of(self.member).filter(
+            pk__in=[item.obj.pk for item in held if item.balance]
+        )
+
+    @property
+    def layout(self) -> Layout:
+        # The lines have their own table on the page, not a row of the form.
+        rows = [Row(*row) if isinstance(row, tuple) else row for row in self.common_fields]
+        own = tuple(name for name in self.kind_fields.get(self.chosen_kind, ()) if name != "lines")
+        position = rows.index("__kind__")
+        rows[position : position + 1] = [Row(*own)] if own else []
+        return SummaryLayout(*rows)
 
     def clean_lines(self):
         lines = self.cleaned_data["lines"]
+        if not lines:
+            return lines
         # The choices already leave other stores' lines out; check again, by the one rule, on what is posted.
         try:
             wallet_permissions.check_lines_actionable(self.user, lines, member=self.member)
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["lines"]) from None
         return lines
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == "lines" and not cleaned.get("lines") and "lines" not in self.errors:
+            self.add_error("lines", _("Choose the consumption lines to refund."))
+        if kind in ("stored_value", "grant") and not cleaned.get("payment_method"):
+            self.add_error("payment_method", _("Choose how the money is paid out."))
+        if kind == "grant" and not cleaned.get("grant") and "grant" not in self.errors:
+            self.add_error("grant", _("Choose the coupon or entitlement to refund."))
+        return cleaned

@@ -5,8 +5,11 @@ from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from viewflow.urls import Application, Site
 
+from . import task_views as tasks
 from .dashboard import DashboardChartView, DashboardView
 from .lists import views as lists
+from .request_lists import RequestListView
+from .request_views import MemberChangeView, OffboardingView, OnboardingView
 from .wallet_views import ConsumptionView, MemberDetailView, RechargeView, RefundView
 
 
@@ -23,10 +26,19 @@ class PortalApplication(Application):
             yield {"title": title, "url": self.reverse(name), "icon": icon}
 
     def menu_entries_for(self, user):
+        badges = self.menu_badges(user)
         for link, entry in zip(self.menu_links, self.menu_entries(), strict=True):
             check = link[3:]
             if not check or check[0]().has_access(user):
-                yield entry
+                yield {**entry, "badge": badges.get(link[1], 0)}
+
+    def menu_badges(self, user) -> dict[str, int]:
+        """url name → a count shown beside the menu entry (e.g. unread notifications)."""
+        return {}
+
+    def site_badge(self, user) -> int:
+        """A count shown beside the area in the site menu, on every page (0: none)."""
+        return 0
 
     def has_view_permission(self, user, obj=None):
         # Anonymous users get through here so that the views' LoginRequiredMixin sends them to log in.
@@ -60,6 +72,7 @@ class MembersApplication(PortalApplication):
     recharge_path = path("<int:pk>/recharge/", RechargeView.as_view(), name="recharge")
     consume_path = path("<int:pk>/consume/", ConsumptionView.as_view(), name="consume")
     refund_path = path("<int:pk>/refund/", RefundView.as_view(), name="refund")
+    change_path = path("<int:pk>/change/", MemberChangeView.as_view(), name="change")
 
     def has_access(self, user) -> bool:
         return user.has_perm("members.view_owner")
@@ -92,7 +105,63 @@ class RecordsApplication(PortalApplication):
         return any(view_class().has_access(user) for _title, _name, _icon, view_class in self.menu_links)
 
 
+class ApprovalsApplication(PortalApplication):
+    """The approval workflows: task queues (my tasks, the queue for the user's stores and roles, the archive),
+    task and request pages, request lists, staff onboarding / offboarding, and the user's notifications."""
+
+    title = _("Approvals")
+    icon = "fact_check"
+    app_name = "tasks"
+    menu_links = (
+        (_("My tasks"), "index", "inbox"),
+        (_("Task queue"), "queue", "assignment"),
+        (_("Archive"), "archive", "history"),
+        (_("Notifications"), "notifications", "notifications"),
+        (_("Refund requests"), "refund_requests", "undo"),
+        (_("Member change requests"), "member_change_requests", "manage_accounts"),
+        (_("Staff onboardings"), "onboarding_requests", "person_add"),
+        (_("Staff offboardings"), "offboarding_requests", "person_remove"),
+        (_("Onboard a staff member"), "onboard", "group_add", OnboardingView),
+        (_("Offboard a staff member"), "offboard", "group_remove", OffboardingView),
+    )
+
+    index_path = path("", tasks.InboxView.as_view(), name="index")
+    queue_path = path("queue/", tasks.QueueView.as_view(), name="queue")
+    archive_path = path("archive/", tasks.ArchiveView.as_view(), name="archive")
+    task_path = path("<int:pk>/", tasks.TaskView.as_view(), name="task")
+    claim_path = path("<int:pk>/claim/", tasks.ClaimView.as_view(), name="claim")
+    release_path = path("<int:pk>/release/", tasks.ReleaseView.as_view(), name="release")
+    decide_path = path("<int:pk>/decide/", tasks.DecideView.as_view(), name="decide")
+    notifications_path = path("notifications/", tasks.NotificationsView.as_view(), name="notifications")
+    requests_path = path("requests/<slug:kind>/", RequestListView.as_view(), name="requests")
+    refund_requests_path = path("requests/refund/", RequestListView.as_view(), {"kind": "refund"},
+                                name="refund_requests")  # fmt: skip
+    member_change_requests_path = path("requests/member-change/", RequestListView.as_view(),
+                                       {"kind": "member-change"}, name="member_change_requests")  # fmt: skip
+    onboarding_requests_path = path("requests/onboarding/", RequestListView.as_view(), {"kind": "onboarding"},
+                                    name="onboarding_requests")  # fmt: skip
+    offboarding_requests_path = path("requests/offboarding/", RequestListView.as_view(), {"kind": "offboarding"},
+                                     name="offboarding_requests")  # fmt: skip
+    request_path = path("requests/<slug:kind>/<int:pk>/", tasks.RequestView.as_view(), name="request")
+    withdraw_path = path("requests/<slug:kind>/<int:pk>/withdraw/", tasks.WithdrawView.as_view(), name="withdraw")
+    onboard_path = path("staff/onboard/", OnboardingView.as_view(), name="onboard")
+    offboard_path = path("staff/offboard/", OffboardingView.as_view(), name="offboard")
+
+    def has_access(self, user) -> bool:
+        return tasks.may_use_approvals(user)
+
+    def menu_badges(self, user) -> dict[str, int]:
+        from flows import selectors as flow_selectors
+
+        return {"index": flow_selectors.inbox_for(user).count(), "notifications": flow_selectors.unread_count(user)}
+
+    def site_badge(self, user) -> int:
+        from flows import selectors as flow_selectors
+
+        return flow_selectors.unread_count(user)
+
+
 site = Site(
     title=_("Member back office"),
-    viewsets=[DashboardApplication(), MembersApplication(), RecordsApplication()],
+    viewsets=[DashboardApplication(), MembersApplication(), ApprovalsApplication(), RecordsApplication()],
 )

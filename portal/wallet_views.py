@@ -27,7 +27,10 @@ from django.utils.translation import gettext_lazy
 from django.views.generic import ListView, TemplateView
 from viewflow.forms import Row
 
+from core.errors import DomainError
 from core.money import yuan
+from flows import selectors as flow_selectors
+from flows import services as flow_services
 from members import selectors as member_selectors
 from members.models import Owner
 from wallet import quotes as wallet_quotes
@@ -478,44 +481,78 @@ class ConsumptionView(OperationView):
 
 
 class RefundView(OperationView):
+    """A refund request (issue 12): every refund is one, started through flows.services; nothing is paid
+    back or restored before the store manager (and finance above the merchant's threshold) approve it. The
+    confirmation step shows what the refund will do once approved: the wallet's own dry run (wallet.quotes)."""
+
     form_class = RefundForm
     context_name = "refund_form"
     operation = "refund"
-    title = gettext_lazy("Refund consumption lines")
+    title = gettext_lazy("Request a refund")
     intro = gettext_lazy(
-        "For now the refund is executed at once, without approval; an approval workflow will be put in front of "
-        "it later. Each line is reversed exactly: what it took goes back where it came from."
+        "Every refund is a request: nothing is paid back or restored until the store manager approves it (and "
+        "finance, above the merchant's threshold). Consumption lines are reversed exactly: what each took goes "
+        "back where it came from. A cash refund pays out what is left and closes the stored value or the lot."
     )
     done_tab = "refunds"
+
+    def already_recorded(self, form: OperationForm):
+        # A request is not a wallet operation under the form's token: a second post of the same page is
+        # answered in `record` with the request its first post made (the service refuses a second one).
+        return None
 
     def base_context(self, form: OperationForm) -> dict:
         context = super().base_context(form)
         chosen = {str(value) for value in (form["lines"].value() or [])}
-        lines = form.fields["lines"].queryset.select_related(
+        lines = list(form.fields["lines"].queryset.select_related(
             "consumption__store__merchant", "grant__coupon_template", "grant__service"
-        )
-        context["line_choices"] = [(line, str(line.pk) in chosen) for line in lines]
+        ))  # fmt: skip
+        pending = flow_selectors.open_refund_requests_of_lines(self.member, lines)
+        context["line_choices"] = [(line, str(line.pk) in chosen, pending.get(line.pk)) for line in lines]
+        context["is_request"] = True
+        context["finance_threshold_fen"] = flow_selectors.finance_threshold_fen(self.member.merchant)
         return context
 
     def quote(self, form: RefundForm) -> wallet_quotes.Quote:
-        cd = form.cleaned_data
-        return wallet_quotes.quote_refund(
-            member=self.member, store=cd["store"], lines=list(cd["lines"]), reason=cd["reason"], actor=self.request.user
+        cd, user = form.cleaned_data, self.request.user
+        if cd["kind"] == "lines":
+            return wallet_quotes.quote_refund(
+                member=self.member, store=cd["store"], lines=list(cd["lines"]), reason=cd["reason"], actor=user
+            )
+        if cd["kind"] == "stored_value":
+            return wallet_quotes.quote_cash_refund_stored_value(
+                member=self.member, store=cd["store"], payment_method=cd["payment_method"], reason=cd["reason"],
+                actor=user,
+            )  # fmt: skip
+        return wallet_quotes.quote_cash_refund_grant(
+            grant=cd["grant"], store=cd["store"], payment_method=cd["payment_method"], reason=cd["reason"], actor=user
         )
 
     def record(self, form: RefundForm):
-        cd = form.cleaned_data
-        return wallet_services.refund_consumption_lines(
-            member=self.member, lines=list(cd["lines"]), reason=cd["reason"], actor=self.request.user,
-            store=cd["store"], idempotency_key=form.idempotency_key,
-        )  # fmt: skip
+        cd, user = form.cleaned_data, self.request.user
+        lines = list(cd["lines"] or [])
+        try:
+            return flow_services.start_refund_request(
+                member=self.member, store=cd["store"], kind=cd["kind"], actor=user, reason=cd["reason"],
+                lines=lines, grant=cd.get("grant"), payment_method=cd.get("payment_method") or "",
+            )  # fmt: skip
+        except DomainError as exc:
+            # Posted twice (a double click, the back button): the request of the first post, if it is this one.
+            first = exc.code == "request_pending" and flow_selectors.open_refund_request_for(
+                self.member, cd["kind"], lines=lines, grant=cd.get("grant"), requested_by=user
+            )
+            if not first:
+                raise
+            first.posted_again = True
+            return first
 
-    def success_message(self, refund, quote) -> str:
-        return _("Refund %(number)s executed: %(total)s refunded, back to %(split)s.") % {
-            "number": refund.number, "total": yuan(refund.total_fen),
-            "split": _split_text(
-                principal=quote.principal_fen, bonus=quote.bonus_fen, voucher=quote.voucher_fen,
-                direct=quote.direct_fen, uses=quote.uses,
-                method=", ".join(sorted({line.payment_method_label for line in quote.lines if line.direct_fen})),
-            ),
+    def success_message(self, request, quote) -> str:
+        if getattr(request, "posted_again", False):
+            return _("This form was already submitted: it is recorded as %(number)s.") % {"number": request.number}
+        if request.needs_finance_review():
+            waits = _("It waits for the store manager's approval, then finance's.")
+        else:
+            waits = _("It waits for the store manager's approval.")
+        return _("Refund request %(number)s submitted for %(total)s; nothing is refunded yet. %(waits)s") % {
+            "number": request.number, "total": yuan(request.amount_fen), "waits": waits,
         }  # fmt: skip

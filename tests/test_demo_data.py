@@ -1,8 +1,12 @@
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from viewflow.workflow.models import Task
 
+from flows import selectors as flow_selectors
+from flows.models import RefundRequest
 from ledger.models import Entry
 from ledger.selectors import reconcile
 from members.models import Owner, Staff
@@ -15,10 +19,24 @@ def test_demo_data_loads_idempotently_with_real_balances():
     out = io.StringIO()
     call_command("load_demo_data", stdout=out)
     assert "demo-pass-2026" in out.getvalue()
-    counts = (Owner.objects.count(), Staff.objects.count(), Recharge.objects.count(), Entry.objects.count())
+    counts = (Owner.objects.count(), Staff.objects.count(), Recharge.objects.count(), Entry.objects.count(),
+              RefundRequest.objects.count(), Task.objects.count())  # fmt: skip
     assert counts[0] == 50 and counts[1] == 5 and counts[2] > 20
     call_command("load_demo_data", stdout=io.StringIO())
-    assert (Owner.objects.count(), Staff.objects.count(), Recharge.objects.count(), Entry.objects.count()) == counts
+    assert (Owner.objects.count(), Staff.objects.count(), Recharge.objects.count(), Entry.objects.count(),
+            RefundRequest.objects.count(), Task.objects.count()) == counts  # fmt: skip
     assert reconcile().clean
+    # Work waiting in the queues of the demo logins (make run): refunds under and over the finance threshold,
+    # a cash refund waiting for finance, a member change, an onboarding; and a notification of a rejection.
+    User = get_user_model()
+    manager, finance, operator = (User.objects.get(username=name) for name in ("manager", "finance", "operator"))
+    waiting = {request._meta.model_name for request in flow_selectors.requests_of_tasks(
+        flow_selectors.task_queue_for(manager)).values()}  # fmt: skip
+    assert waiting == {"refundrequest", "staffonboarding"}
+    amounts = sorted(r.amount_fen for r in RefundRequest.objects.filter(state="submitted"))
+    assert amounts[0] <= 100_000 < amounts[-1]
+    assert flow_selectors.task_queue_for(finance).count() == 1
+    assert flow_selectors.task_queue_for(operator).count() == 1  # the member change
+    assert flow_selectors.unread_count(operator) >= 1
     # Some benefits are already past their date: the expiry job has work to show.
     assert services.expire_due_benefits().grants == 3

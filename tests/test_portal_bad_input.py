@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from core.errors import DomainError
+from flows.models import RefundRequest
 from ledger.models import Entry
 from members import roles
 from members import services as member_services
@@ -46,7 +47,7 @@ def operator_client(client, shop):
 
 def _counts() -> tuple:
     return (Entry.objects.count(), Recharge.objects.count(), Consumption.objects.count(),
-            ServiceRecord.objects.count(), EntitlementRefund.objects.count())  # fmt: skip
+            ServiceRecord.objects.count(), EntitlementRefund.objects.count(), RefundRequest.objects.count())  # fmt: skip
 
 
 def _valid(shop: Shop, form: str) -> dict:
@@ -59,7 +60,7 @@ def _valid(shop: Shop, form: str) -> dict:
                   "funding": "stored_value", "notes": "备注", "tags": "洗车"}  # fmt: skip
     else:
         line = Consumption.objects.filter(member=shop.member).order_by("pk").first().lines.get()
-        fields = {"store": shop.store.pk, "lines": [line.pk], "reason": "顾客投诉"}
+        fields = {"store": shop.store.pk, "kind": "lines", "lines": [line.pk], "reason": "顾客投诉"}
     return {"token": str(uuid.uuid4()), **fields}
 
 
@@ -253,7 +254,8 @@ def test_form_choices_show_yuan_with_separators(shop):
 
 CHOICE_FIELDS = [("recharge", "store"), ("recharge", "plan"), ("recharge", "coupon_template"),
                  ("recharge", "package"), ("consume", "store"), ("consume", "service"), ("consume", "staff"),
-                 ("consume", "grant"), ("consume", "voucher"), ("refund", "store"), ("refund", "lines")]  # fmt: skip
+                 ("consume", "grant"), ("consume", "voucher"), ("refund", "store"), ("refund", "lines"),
+                 ("refund", "grant")]  # fmt: skip
 
 
 @pytest.mark.parametrize("form,field", CHOICE_FIELDS)
@@ -264,7 +266,7 @@ def test_out_of_range_ids_in_choice_fields_are_field_errors(operator_client, sho
     if field in kinds:
         fields |= {"kind": kinds[field], "amount": ""}
     if field in ("grant", "voucher"):
-        fields |= {"funding": field}
+        fields |= {"funding": field} if form == "consume" else {"kind": "grant", "lines": [], "payment_method": "cash"}
     before = _counts()
     response = _post(operator_client, shop, form, fields)
     assert response.status_code == 200

@@ -1,11 +1,13 @@
 """The portal in a real browser (issue 11): an operator logs in, opens a member, submits a recharge with
 a bad amount and sees the error without scrolling, then records a plan recharge through the
-confirmation step and reads the business number and the amounts in the success message.
+confirmation step and reads the business number and the amounts in the success message. Approvals (issue
+12): an operator requests refunds, the store manager claims and approves them from the queue, finance
+approves the large one, and the refunds are carried out.
 
 Drives Debian's chromium (/usr/bin/chromium, installed by .ci/run with apt) through the `playwright`
 Python package; `playwright install` (which downloads browsers) is never used. Skipped when either is
-missing. Screenshots of the member page, the refused form and the confirmation are written to
-docs/screenshots/ for the README."""
+missing. Screenshots of the member page, the refused form, the confirmation, the task queue, the task page
+and the notifications are written to docs/screenshots/ for the README."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from flows.models import RefundRequest
 from members import roles
 from tests.factories import make_staff
 from tests.wallet_helpers import load_plan, make_shop
 from wallet import services
-from wallet.models import Recharge
+from wallet.models import ConsumptionLine, EntitlementRefund, Recharge, Service
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -93,7 +96,7 @@ def test_operator_records_a_recharge_in_the_browser(live_server, scene, page):
 
     # Open the member from the member list.
     page.goto(f"{live_server.url}/members/")
-    page.click(f"#member-list a[href='/members/{member.pk}/']")
+    page.click(f"#portal-list a[href='/members/{member.pk}/'] >> nth=0")
     page.wait_for_url(f"**/members/{member.pk}/")
     page.wait_for_selector("#tab-overview")
     assert page.locator("#principal-balance").inner_text() != ""
@@ -144,3 +147,120 @@ def test_operator_records_a_recharge_in_the_browser(live_server, scene, page):
     assert "¥1,000.00" in message and "¥200.00" in message
     assert re.search(r"/members/\d+/\?tab=recharges$", page.url)
     assert recharge.paid_total_fen == 100_000 and recharge.payment_method == "wechat"
+
+
+# ---------------------------------------------------------------- approvals (issue 12)
+
+
+def sign_in(page, live_server, user) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda address: "/accounts/login/" not in address)
+
+
+@pytest.fixture
+def office():
+    """A merchant with a store: an operator, its store manager and finance, a member with two consumptions
+    (¥128.00 and ¥1,500.00, paid in cash)."""
+    shop = make_shop()
+    shop.store.name = "北门店"
+    shop.store.save()
+    people = {}
+    for role, name in ((roles.OPERATOR, "操作员小王"), (roles.APPROVER, "店长老李"), (roles.FINANCE, "财务小陈")):
+        staff = make_staff(shop.merchant, role, stores=[shop.store], name=name)
+        staff.user.set_password(PASSWORD)
+        staff.user.save()
+        people[role] = staff.user
+    lines = []
+    for name, fen in (("肩颈按摩", 12_800), ("全身护理套餐", 150_000)):
+        service = Service.objects.create(merchant=shop.merchant, category=shop.massage.category, name=name,
+                                         list_price_fen=fen, member_price_fen=fen)  # fmt: skip
+        consumption = services.consume(member=shop.member, store=shop.store, actor=None, items=[
+            services.ConsumptionItem(service=service, direct_fen=fen, payment_method="cash")])  # fmt: skip
+        lines.append(consumption.lines.get())
+    return shop, people, lines
+
+
+def test_a_refund_is_requested_claimed_and_approved_in_the_browser(live_server, office, page):
+    shop, people, (small, large) = office
+    operator, manager, finance = people[roles.OPERATOR], people[roles.APPROVER], people[roles.FINANCE]
+
+    # The operator asks for the refund of the ¥128.00 line: a request, confirmed with what will go back.
+    sign_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/members/{shop.member.pk}/refund/?kind=lines")
+    page.wait_for_selector(f"#line-choice-{small.pk}")
+    page.check(f"#line-choice-{small.pk}")
+    page.fill("#id_refund-reason input", "顾客对服务不满意")
+    page.click("#review")
+    page.wait_for_selector("#quote")
+    assert "¥128.00" in page.locator("#quote").inner_text()
+    assert page.locator("#request-note").is_visible()
+    page.click("#confirm")
+    page.wait_for_selector(".portal-messages")
+    request = RefundRequest.objects.get(member=shop.member)
+    assert request.number in page.locator(".portal-messages").inner_text()
+    assert not EntitlementRefund.objects.exists(), "nothing is refunded before the approval"
+    # A second, larger request (above ¥1,000.00: finance approves too), made the same way.
+    page.goto(f"{live_server.url}/members/{shop.member.pk}/refund/?kind=lines")
+    page.wait_for_selector(f"#line-choice-{large.pk}")
+    page.check(f"#line-choice-{large.pk}")
+    page.fill("#id_refund-reason input", "套餐未使用")
+    page.click("#review")
+    page.wait_for_selector("#confirm")
+    page.click("#confirm")
+    if page.locator("#confirm-large").count():  # above the merchant's second-confirmation threshold
+        page.click("#confirm")
+    page.wait_for_selector(".portal-messages")
+    big = RefundRequest.objects.exclude(pk=request.pk).get()
+    assert big.needs_finance_review()
+
+    # The store manager finds both in the queue, claims the small one and approves it.
+    sign_in(page, live_server, manager)
+    page.goto(f"{live_server.url}/tasks/queue/")
+    page.wait_for_selector(f"#task-list tr[data-number='{request.number}']")
+    assert page.locator(f"#task-list tr[data-number='{big.number}']").count() == 1
+    screenshot(page, "task-queue.png")
+    page.click(f"#task-list tr[data-number='{request.number}'] a >> nth=0")
+    page.wait_for_selector("#claim")
+    page.click("#claim")
+    page.wait_for_selector("#decision-form")
+    assert "¥128.00" in page.locator("#refund-effect").inner_text()  # what goes back, and where
+    page.reload()  # without the "claimed" message over the page
+    page.wait_for_selector("#decision-form")
+    screenshot(page, "task-page.png")
+    page.fill("#id_reason", "已核实")
+    page.click("#approve")
+    page.wait_for_selector(".portal-messages")
+    refund = EntitlementRefund.objects.get(member=shop.member)
+    assert refund.total_fen == 12_800
+    assert ConsumptionLine.objects.get(pk=small.pk).status == ConsumptionLine.Status.REFUNDED
+    assert RefundRequest.objects.get(pk=request.pk).state == "executed"
+
+    # The large one: the manager approves, then finance.
+    page.goto(f"{live_server.url}/tasks/queue/")
+    page.click(f"#task-list tr[data-number='{big.number}'] a >> nth=0")
+    page.click("#claim")
+    page.wait_for_selector("#decision-form")
+    page.click("#approve")
+    page.wait_for_selector(".portal-messages")
+    assert RefundRequest.objects.get(pk=big.pk).state == "finance_review"
+    sign_in(page, live_server, finance)
+    page.goto(f"{live_server.url}/tasks/queue/")
+    page.click(f"#task-list tr[data-number='{big.number}'] a >> nth=0")
+    page.click("#claim")
+    page.wait_for_selector("#decision-form")
+    assert "¥1,500.00" in page.locator("#refund-effect").inner_text()
+    page.click("#approve")
+    page.wait_for_selector(".portal-messages")
+    assert RefundRequest.objects.get(pk=big.pk).state == "executed"
+    assert EntitlementRefund.objects.count() == 2
+
+    # The operator reads the outcome in their notifications.
+    sign_in(page, live_server, operator)
+    page.goto(f"{live_server.url}/tasks/notifications/")
+    assert request.number in page.locator("#notifications").inner_text()
+    assert page.locator("#site-badge-tasks").count() == 1
+    screenshot(page, "notifications.png")

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.money import yuan, yuan_large
+from flows import services as flow_services
+from flows.models import RefundRequest
 from ledger import selectors as ledger_selectors
 from ledger.models import Entry
 from members import roles
@@ -243,21 +245,29 @@ def test_a_consumption_the_stored_value_does_not_cover_is_refused_at_the_form(cl
     assert "does not cover" in response.content.decode()
 
 
-def test_a_refund_is_confirmed_with_what_goes_back_where(client_, shop):
+def test_a_refund_is_confirmed_with_what_goes_back_where(client_, shop, django_capture_on_commit_callbacks):
     load_plan(shop)
     consumption = services.consume(member=shop.member, store=shop.store, actor=None,
                                    items=[services.ConsumptionItem(service=shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
     line = consumption.lines.get()
-    data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk, "refund-lines": [line.pk],
-            "refund-reason": "顾客投诉"}  # fmt: skip
+    data = {"refund-token": str(uuid.uuid4()), "refund-kind": "lines", "refund-store": shop.store.pk,
+            "refund-lines": [line.pk], "refund-reason": "顾客投诉"}  # fmt: skip
     confirmation = client_.post(url(shop, "refund"), data)
     quote = confirmation.context["quote"]
     assert (quote.total_fen, quote.principal_fen, quote.bonus_fen) == (10_000, line.principal_fen, line.bonus_fen)
     assert not EntitlementRefund.objects.exists()
     done = client_.post(url(shop, "refund"), {**data, "confirm": quote.digest}, follow=True)
-    refund = EntitlementRefund.objects.get()
+    # Confirmed: a refund request (issue 12); the money goes back once the store manager approves.
+    request = RefundRequest.objects.get()
     message = str(list(done.context["messages"])[0])
-    assert refund.number in message and "¥100.00" in message
+    assert request.number in message and "¥100.00" in message
+    assert not EntitlementRefund.objects.exists()
+    benefits = selectors.member_benefits(shop.member)
+    assert (benefits.principal_fen, benefits.bonus_fen) == (quote.principal_before_fen, quote.bonus_before_fen)
+    manager = make_staff(shop.merchant, roles.APPROVER, stores=[shop.store]).user
+    with django_capture_on_commit_callbacks(execute=True):
+        flow_services.approve(request, actor=manager)
+    assert EntitlementRefund.objects.get().total_fen == quote.total_fen
     benefits = selectors.member_benefits(shop.member)
     assert (benefits.principal_fen, benefits.bonus_fen) == (quote.principal_after_fen, quote.bonus_after_fen)
 
@@ -462,15 +472,15 @@ def test_a_refund_posted_again_is_answered_with_the_first(client_, shop):
     load_plan(shop)
     consumption = services.consume(member=shop.member, store=shop.store, actor=None,
                                    items=[services.ConsumptionItem(service=shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
-    data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk,
+    data = {"refund-token": str(uuid.uuid4()), "refund-kind": "lines", "refund-store": shop.store.pk,
             "refund-lines": [consumption.lines.get().pk], "refund-reason": "顾客投诉"}  # fmt: skip
     digest = client_.post(url(shop, "refund"), data).context["quote"].digest
     assert client_.post(url(shop, "refund"), {**data, "confirm": digest}).status_code == 302
-    # The back button and "confirm" again: the line is refunded already, the page says what was recorded.
+    # The back button and "confirm" again: the request is open already, the page says which one.
     again = client_.post(url(shop, "refund"), {**data, "confirm": digest}, follow=True)
-    refund = EntitlementRefund.objects.get()
-    assert refund.number in str(list(again.context["messages"])[0])
-    assert EntitlementRefund.objects.count() == 1
+    request = RefundRequest.objects.get()
+    assert request.number in str(list(again.context["messages"])[0])
+    assert RefundRequest.objects.count() == 1 and not EntitlementRefund.objects.exists()
 
 
 def test_a_token_posted_again_with_other_content_is_refused(client_, shop):

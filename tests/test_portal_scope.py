@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from django.urls import reverse
 
+from flows.models import RefundRequest
 from ledger.models import Entry
 from members import permissions, roles
 from members.models import Store
@@ -94,7 +95,7 @@ def _counts() -> tuple:
 
 
 def _refund(client, s: Scene, lines, store=None, member=None):
-    data = {"refund-token": str(uuid.uuid4()), "refund-store": (store or s.store2).pk,
+    data = {"refund-token": str(uuid.uuid4()), "refund-kind": "lines", "refund-store": (store or s.store2).pk,
             "refund-lines": [line.pk for line in lines], "refund-reason": "顾客投诉"}  # fmt: skip
     return post_confirmed(client, reverse("members:refund", kwargs={"pk": (member or s.a.member).pk}), data)
 
@@ -122,7 +123,7 @@ def test_refund_needs_the_permission_of_the_store_each_line_was_rung_up_at(
     user = getattr(scene, who)
     lines = [getattr(scene, name) for name in line_names]
     client.force_login(user)
-    page = client.get(reverse("members:refund", kwargs={"pk": scene.a.member.pk})).content.decode()
+    page = client.get(reverse("members:refund", kwargs={"pk": scene.a.member.pk}), {"kind": "lines"}).content.decode()
     offered = {line.pk for line in lines if f'name="refund-lines" value="{line.pk}"' in page}
     before = _counts()
     store = scene.store1 if who == "op1" else scene.store2
@@ -130,7 +131,10 @@ def test_refund_needs_the_permission_of_the_store_each_line_was_rung_up_at(
     if allowed:
         assert offered == {line.pk for line in lines}
         assert response.status_code == 302, response.context["refund_form"].errors
-        assert all(ConsumptionLine.objects.get(pk=line.pk).status == "refunded" for line in lines)
+        # A refund request for exactly these lines (issue 12): nothing is refunded before the approvals.
+        request = RefundRequest.objects.get()
+        assert set(request.lines.values_list("pk", flat=True)) == {line.pk for line in lines}
+        assert _counts() == before
     else:
         assert offered != {line.pk for line in lines}  # not all of them were even offered
         assert response.status_code == 200

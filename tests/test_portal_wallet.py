@@ -9,6 +9,8 @@ import uuid
 import pytest
 from django.urls import reverse
 
+from flows import services as flow_services
+from flows.models import RefundRequest
 from ledger.models import Entry
 from members import roles
 from tests.factories import StoreFactory, make_owner, make_staff
@@ -102,7 +104,8 @@ def test_member_page_renders_and_another_merchants_member_is_404(operator_client
     for name, token, kind in (
         ("recharge", "recharge-token", "?kind=plan"),
         ("consume", "consume-token", "?funding=stored_value"),
-        ("refund", "refund-token", ""),
+        ("refund", "refund-token", "?kind=lines"),
+        ("change", "change-token", "?kind=name"),
     ):
         url = reverse(f"members:{name}", kwargs={"pk": shop.member.pk})
         assert f'href="{url}"' in body
@@ -214,21 +217,33 @@ def test_overdraft_through_the_form_shows_the_error_and_posts_nothing(operator_c
     assert selectors.member_benefits(shop.member).principal_fen == 5_000
 
 
-def test_refund_through_the_form_marks_the_line_refunded(operator_client, shop):
+def test_refund_through_the_form_is_a_request_carried_out_once_approved(
+    operator_client, shop, django_capture_on_commit_callbacks
+):
     load_plan(shop)
     consumption = services.consume(member=shop.member, store=shop.store, actor=None,
                                    items=[services.ConsumptionItem(service=shop.cleaning, stored_value_fen=10_000)])  # fmt: skip
     line = consumption.lines.get()
     refund_url = reverse("members:refund", kwargs={"pk": shop.member.pk})
-    page = operator_client.get(refund_url).content.decode()
-    assert "without approval" in page and f'value="{line.pk}"' in page
+    page = operator_client.get(refund_url, {"kind": "lines"}).content.decode()
+    assert "Every refund is a request" in page and f'value="{line.pk}"' in page
 
-    data = {"refund-token": str(uuid.uuid4()), "refund-store": shop.store.pk, "refund-lines": [line.pk],
-            "refund-reason": "顾客投诉"}  # fmt: skip
+    data = {"refund-token": str(uuid.uuid4()), "refund-kind": "lines", "refund-store": shop.store.pk,
+            "refund-lines": [line.pk], "refund-reason": "顾客投诉"}  # fmt: skip
     response = post_confirmed(operator_client, refund_url, data, follow=True)
     assert response.status_code == 200
+    request = RefundRequest.objects.get(member=shop.member)
+    assert request.number.startswith("tksq") and request.number in response.content.decode()
+    line.refresh_from_db()
+    assert line.status == ConsumptionLine.Status.NORMAL and not EntitlementRefund.objects.exists()
+    benefits = selectors.member_benefits(shop.member)
+    assert benefits.principal_fen + benefits.bonus_fen == 110_000  # nothing back before the approval
+
+    # The store manager approves: the wallet refunds the line exactly once.
+    manager = make_staff(shop.merchant, roles.APPROVER, stores=[shop.store]).user
+    with django_capture_on_commit_callbacks(execute=True):
+        flow_services.approve(request, actor=manager)
     refund = EntitlementRefund.objects.get(member=shop.member)
-    assert refund.number.startswith("tqy") and refund.number in response.content.decode()
     line.refresh_from_db()
     assert line.status == ConsumptionLine.Status.REFUNDED and line.refund == refund
     page = operator_client.get(member_page(shop.member), {"tab": "consumptions"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
@@ -240,7 +255,7 @@ def test_refund_through_the_form_marks_the_line_refunded(operator_client, shop):
     data["refund-token"] = str(uuid.uuid4())
     again = post_confirmed(operator_client, refund_url, data)
     assert again.status_code == 200 and "errorlist" in again.content.decode()
-    assert EntitlementRefund.objects.count() == 1
+    assert EntitlementRefund.objects.count() == 1 and RefundRequest.objects.count() == 1
 
 
 def test_staff_without_operate_store_is_refused_and_nothing_changes(client, shop):

@@ -279,6 +279,16 @@ def test_every_model_is_classified_in_the_role_table():
     assert models == set(classified)
 
 
+def test_every_flows_model_is_classified_and_read_only_for_staff():
+    classified = roles.FLOW_RECORD_MODELS + roles.FLOW_SETTINGS_MODELS + roles.FLOW_INTERNAL_MODELS
+    assert len(classified) == len(set(classified))
+    assert {f"flows.{m._meta.model_name}" for m in apps.get_app_config("flows").get_models()} == set(classified)
+    for role in set(roles.ROLES) - {roles.PLATFORM_ADMIN}:
+        held = Group.objects.get(name=role).permissions.filter(content_type__app_label="flows")
+        assert not held.exclude(codename__startswith="view_"), role  # requests change through flows.services only
+        assert held.exists() is (role != roles.CLERK), role
+
+
 def test_nobody_but_the_admins_may_write_any_pricing_model():
     for role in roles.ROLES:
         group = Group.objects.get(name=role)
@@ -292,7 +302,8 @@ def test_nobody_but_the_admins_may_write_any_pricing_model():
 
 def test_migration_narrows_the_groups_of_an_existing_database():
     """A database whose operator group still holds the old wallet.add_* and members.change_level gets
-    them taken away by members/0003 (frozen table), before post_migrate runs."""
+    them taken away by members/0003 (frozen table), before post_migrate runs; members/0005 then adds the
+    flows' read permissions, and the last frozen table equals the live one."""
     operator = Group.objects.get(name=roles.OPERATOR)
     old = Permission.objects.filter(
         content_type__app_label="wallet", codename__startswith="add_"
@@ -303,7 +314,14 @@ def test_migration_narrows_the_groups_of_an_existing_database():
     held = set(operator.permissions.values_list("codename", flat=True))
     assert not {c for c in held if c.startswith("add_") and c != "add_owner" and c != "add_membercard"}
     assert "change_level" not in held and "add_owner" in held
-    # The frozen table gives what the live table gives today.
+    # members/0005 extends 0003's frozen table with the flows' read permissions (an existing database's
+    # groups had none of them).
+    approver = Group.objects.get(name=roles.APPROVER)
+    approver.permissions.remove(*Permission.objects.filter(content_type__app_label="flows"))
+    importlib.import_module("members.migrations.0005_flow_read_permissions").grant_flow_permissions(apps, None)
+    assert {"view_refundrequest", "view_refundprocess"} <= set(approver.permissions.values_list("codename", flat=True))
+    assert not approver.permissions.filter(content_type__app_label="flows").exclude(codename__startswith="view_")
+    # The latest frozen table gives what the live table gives today.
     frozen = {role: set(Group.objects.get(name=role).permissions.values_list("pk", flat=True)) for role in roles.ROLES}
     from members.services import sync_group_permissions
 

@@ -25,7 +25,7 @@ from members import numbering
 from members.models import Owner, Store
 
 from . import services
-from .models import ConsumptionLine, PaymentMethod, RechargeLine, WalletSettings
+from .models import ConsumptionLine, Grant, PaymentMethod, RechargeLine, WalletSettings
 from .selectors import member_benefits
 from .services.consumption import ConsumptionItem
 from .services.recharge import RechargeItem
@@ -60,7 +60,7 @@ class QuoteLine:
 
 @dataclass(frozen=True)
 class Quote:
-    operation: str  # "recharge", "consumption" or "refund"
+    operation: str  # "recharge", "consumption", "refund" (consumption lines) or "cash_refund"
     total_fen: int  # paid (recharge), payable (consumption), refunded (refund): what a second confirmation is about
     lines: tuple[QuoteLine, ...]
     confirm_above_fen: int
@@ -261,5 +261,59 @@ def quote_refund(
             principal_before_fen=before.principal_fen, bonus_before_fen=before.bonus_fen,
             principal_after_fen=after.principal_fen, bonus_after_fen=after.bonus_fen,
         )  # fmt: skip
+
+    return _dry_run(run)
+
+
+def _cash_refund_quote(refund, *, label: str, before=None, after=None) -> Quote:
+    """A cash refund as a quote: one line, what is paid out and how, what is taken back with it."""
+    line = QuoteLine(
+        key=f"{refund.kind}:{refund.grant_id or refund.member_id}:{refund.payment_method}",
+        label=label,
+        quantity=refund.uses_refunded or 1,
+        amount_fen=refund.paid_out_fen,
+        principal_fen=refund.paid_out_fen + refund.gifts_charged_fen if refund.kind == "stored_value" else 0,
+        bonus_fen=refund.forfeited_bonus_fen,
+        direct_fen=refund.paid_out_fen,
+        payment_method=refund.payment_method,
+        uses=refund.uses_refunded,
+        grant=str(refund.grant) if refund.grant_id else "",
+    )
+    return Quote(
+        operation="cash_refund", total_fen=refund.paid_out_fen, lines=(line,), payment_method=refund.payment_method,
+        confirm_above_fen=_settings(refund.member).confirm_above_fen,
+        principal_before_fen=before.principal_fen if before else 0, bonus_before_fen=before.bonus_fen if before else 0,
+        principal_after_fen=after.principal_fen if after else 0, bonus_after_fen=after.bonus_fen if after else 0,
+        extra={"kind": refund.kind, "forfeited_bonus_fen": refund.forfeited_bonus_fen,
+               "gifts_charged_fen": refund.gifts_charged_fen, "uses_refunded": refund.uses_refunded},
+    )  # fmt: skip
+
+
+def quote_cash_refund_stored_value(
+    *, member: Owner, store: Store | None, payment_method: str, reason: str, actor: AbstractBaseUser | None
+) -> Quote:
+    """What a cash refund of stored value pays out (the unused principal, less the plan gifts already used,
+    charged at list price) and what goes with it (the bonus is forfeited, the card closes)."""
+
+    def run() -> Quote:
+        before = member_benefits(member)
+        refund = services.cash_refund_stored_value(member=member, payment_method=payment_method, reason=reason,
+                                                   actor=actor, store=store)  # fmt: skip
+        return _cash_refund_quote(refund, label=str(refund.get_kind_display()), before=before,
+                                  after=member_benefits(member))  # fmt: skip
+
+    return _dry_run(run)
+
+
+def quote_cash_refund_grant(
+    *, grant: Grant, store: Store | None, payment_method: str, reason: str, actor: AbstractBaseUser | None
+) -> Quote:
+    """What a cash refund of a coupon or entitlement lot pays out: what is left of the price paid for it; its
+    unused uses go back and the lot is closed."""
+
+    def run() -> Quote:
+        refund = services.cash_refund_grant(grant=grant, payment_method=payment_method, reason=reason, actor=actor,
+                                            store=store)  # fmt: skip
+        return _cash_refund_quote(refund, label=str(grant))
 
     return _dry_run(run)

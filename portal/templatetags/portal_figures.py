@@ -38,3 +38,10 @@ def menu_entries(app, user) -> list[dict]:
     """The application's menu entries the user may open."""
     entries_for = getattr(app, "menu_entries_for", None)
     return list(entries_for(user)) if entries_for else list(app.menu_entries())
+
+
+@register.simple_tag
+def site_badge(app, user) -> int:
+    """The count the site menu shows beside an area (0: none); areas without one show nothing."""
+    badge = getattr(app, "site_badge", None)
+    return badge(user) if badge and user.is_authenticated else 0

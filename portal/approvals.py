@@ -1,0 +1,158 @@
+"""How the portal names and shows approval requests: the URL slug of each kind of request, a request's page
+address, the facts its pages list and the one-line summary its queues show. Presentation only: which
+requests a user sees is flows.selectors', what they may do is flows.rules' and flows.services'."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from core.money import yuan
+from flows.models import (
+    OPEN_STATES,
+    REQUEST_MODELS,
+    ApprovalRequest,
+    MemberChangeRequest,
+    RefundRequest,
+    StaffOffboarding,
+    StaffOnboarding,
+    State,
+)
+
+# URL slug → request model (the request pages and lists: /tasks/requests/<slug>/…).
+KINDS: dict[str, type[ApprovalRequest]] = {
+    "refund": RefundRequest,
+    "member-change": MemberChangeRequest,
+    "onboarding": StaffOnboarding,
+    "offboarding": StaffOffboarding,
+}
+SLUG_OF: dict[type[ApprovalRequest], str] = {model: slug for slug, model in KINDS.items()}
+assert set(SLUG_OF) == set(REQUEST_MODELS), "every kind of request has portal pages"
+
+LIST_TITLES = {
+    "refund": gettext_lazy("Refund requests"),
+    "member-change": gettext_lazy("Member change requests"),
+    "onboarding": gettext_lazy("Staff onboardings"),
+    "offboarding": gettext_lazy("Staff offboardings"),
+}
+
+
+def request_url(request: ApprovalRequest) -> str:
+    return reverse("tasks:request", kwargs={"kind": SLUG_OF[type(request)], "pk": request.pk})
+
+
+def request_url_of(content_type_id: int, object_id: int) -> str | None:
+    """A request's page from a generic reference (a notification's), without reading the request."""
+    model = ContentType.objects.get_for_id(content_type_id).model_class()
+    slug = SLUG_OF.get(model)
+    return reverse("tasks:request", kwargs={"kind": slug, "pk": object_id}) if slug else None
+
+
+def person(user) -> str:
+    """Staff by their name, others by their login; the system (None) as such."""
+    if user is None:
+        return _("System")
+    staff = getattr(user, "staff", None)
+    return staff.name if staff else user.get_username()
+
+
+def local_time(at) -> str:
+    return date_format(timezone.localtime(at), "Y-m-d H:i") if at else "—"
+
+
+def member_link(member) -> SafeString:
+    return format_html(
+        '<a href="{}">{} ({})</a>', reverse("members:member", kwargs={"pk": member.pk}), member.name,
+        member.member_number,
+    )  # fmt: skip
+
+
+def is_open(request: ApprovalRequest) -> bool:
+    return request.state in OPEN_STATES
+
+
+def amount_fen(request: ApprovalRequest) -> int | None:
+    return request.amount_fen if isinstance(request, RefundRequest) else None
+
+
+def _member_change(request: MemberChangeRequest) -> str:
+    """What the change asks for: the requested value (the current one is on the member's page)."""
+    Kind = MemberChangeRequest.Kind
+    if request.kind == Kind.NAME:
+        return request.new_name
+    if request.kind == Kind.MOBILE:
+        return request.new_mobile
+    if request.kind == Kind.LEVEL:
+        return str(request.new_level) if request.new_level_id else ""
+    if request.kind == Kind.STATUS:
+        return request.get_new_status_display()
+    if request.kind == Kind.ROOM_TRANSFER:
+        return _("%(room)s to %(owner)s") % {
+            "room": request.room, "owner": f"{request.transfer_to.name} ({request.transfer_to.member_number})",
+        }  # fmt: skip
+    if request.kind == Kind.CARD_REPLACEMENT:
+        return _("replace card %(card)s") % {"card": request.card.card_number} if request.card_id else ""
+    return ""  # rooms: listed on the request's page
+
+
+def summary(request: ApprovalRequest) -> str:
+    """One line for the queues and lists: what is asked, for whom."""
+    if isinstance(request, RefundRequest):
+        what = str(request.grant) if request.kind == RefundRequest.Kind.GRANT and request.grant_id else ""
+        parts = [request.get_kind_display(), what, request.member.name]
+    elif isinstance(request, MemberChangeRequest):
+        parts = [request.get_kind_display(), _member_change(request), request.member.name]
+    elif isinstance(request, StaffOnboarding):
+        parts = [request.name, request.get_role_display()]
+    else:
+        parts = [request.staff.name, request.staff.get_role_display()]
+    return " · ".join(str(p) for p in parts if p)
+
+
+def facts(request: ApprovalRequest) -> list[tuple[str, str | SafeString]]:
+    """(label, value) rows describing the request on its page and its task's page."""
+    rows: list[tuple[str, str | SafeString]] = [
+        (_("Number"), request.number),
+        (_("State"), request.get_state_display()),
+        (_("Store"), request.store.name),
+        (_("Requested by"), person(request.requested_by)),
+        (_("Requested at"), local_time(request.requested_at)),
+        (_("Reason"), request.reason or "—"),
+    ]
+    if isinstance(request, RefundRequest):
+        rows += [(_("Kind"), request.get_kind_display()), (_("Member"), member_link(request.member)),
+                 (_("Amount"), yuan(request.amount_fen))]  # fmt: skip
+        if request.kind != RefundRequest.Kind.LINES:
+            rows.append((_("Paid out by"), request.get_payment_method_display()))
+        if request.grant_id:
+            rows.append((_("Coupon / entitlement"), str(request.grant)))
+        threshold = request.finance_threshold_fen()
+        rows.append((
+            _("Approvals"),
+            _("store manager, then finance (above %(threshold)s)") % {"threshold": yuan(threshold)}
+            if request.amount_fen > threshold
+            else _("store manager (finance from above %(threshold)s)") % {"threshold": yuan(threshold)},
+        ))  # fmt: skip
+        if request.state == State.FAILED:
+            rows.append((_("Why it failed"), request.failure_message))
+    elif isinstance(request, MemberChangeRequest):
+        rows += [(_("Change"), request.get_kind_display()), (_("Member"), member_link(request.member))]
+        if request.kind == MemberChangeRequest.Kind.ROOMS:
+            rows.append((_("Rooms"), ", ".join(str(room) for room in request.rooms.all()) or "—"))
+        else:
+            rows.append((_("New value"), _member_change(request) or "—"))
+    elif isinstance(request, StaffOnboarding):
+        rows += [
+            (_("Name"), request.name), (_("Mobile"), request.mobile), (_("Username"), request.username),
+            (_("Role"), request.get_role_display()), (_("Staff level"), str(request.staff_level)),
+        ]  # fmt: skip
+    else:
+        rows += [(_("Staff member"), f"{request.staff.name} ({request.staff.user.get_username()})"),
+                 (_("Role"), request.staff.get_role_display())]  # fmt: skip
+    return rows

@@ -318,7 +318,7 @@ def test_migration_narrows_the_groups_of_an_existing_database():
     # groups had none of them).
     approver = Group.objects.get(name=roles.APPROVER)
     approver.permissions.remove(*Permission.objects.filter(content_type__app_label="flows"))
-    importlib.import_module("members.migrations.0005_flow_read_permissions").grant_flow_permissions(apps, None)
+    importlib.import_module("members.migrations.0006_flow_read_permissions").grant_flow_permissions(apps, None)
     assert {"view_refundrequest", "view_refundprocess"} <= set(approver.permissions.values_list("codename", flat=True))
     assert not approver.permissions.filter(content_type__app_label="flows").exclude(codename__startswith="view_")
     # The latest frozen table gives what the live table gives today.

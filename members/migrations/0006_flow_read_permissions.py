@@ -47,7 +47,7 @@ def grant_flow_permissions(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("members", "0004_daily_sequence_no_db_fk"),
+        ("members", "0005_verbose_names"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

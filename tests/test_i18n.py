@@ -33,6 +33,7 @@ from django.urls import URLPattern, URLResolver, reverse
 from django.utils import translation
 
 from core.catalog import CATALOG_LOCALES, MAKEMESSAGES_OPTIONS, po_path
+from flows import demo as flows_demo
 from members import demo as members_demo
 from members import roles
 from members.models import Owner
@@ -234,6 +235,16 @@ def portal_urls(owner_pks: list[int]) -> list[str]:
         if not params:
             urls.append("/" + route.replace("^", "").replace("$", ""))
             continue
+        names = {name for _conv, name in params}
+        if "kind" in names and names <= {"kind", "pk"}:
+            # The approval requests' pages: each kind of request, and the first requests of that kind.
+            from portal.approvals import KINDS
+
+            for slug, model in KINDS.items():
+                pks = list(model.objects.order_by("pk").values_list("pk", flat=True)[:2]) if "pk" in names else [0]
+                for pk in pks:
+                    urls.append("/" + route.replace("<slug:kind>", slug).replace("<int:pk>", str(pk)))
+            continue
         if all(name in ("pk", "member_pk", "owner_pk") for _conv, name in params):
             for pk in owner_pks:
                 url = route
@@ -262,6 +273,7 @@ def demo(demo_data, db):
 def _load_demo():
     merchant, stores, logins = members_demo.load(StringIO())
     wallet_demo.load(merchant, stores, StringIO())
+    flows_demo.load(merchant, stores, StringIO())  # pending requests, so the approval pages show rows
     owners = list(Owner.objects.filter(merchant=merchant).order_by("pk"))
     # Members whose pages show the most: plan, package, VIP and entitlement use; a refunded line; a
     # voucher; a stored-value card closed by a cash refund.
@@ -300,6 +312,8 @@ def test_every_portal_page_is_chinese_for_every_role(client, demo, role):
             response = client.get(target, HTTP_ACCEPT_LANGUAGE="zh-hans")
             url = target
         checked.add(url)
+        if response.status_code == 405:
+            continue  # a POST-only action (claim, give back), not a page
         assert response.status_code in (200, 403, 404), (role, url, response.status_code)
         if response.get("Content-Type", "").startswith("application/json"):
             continue  # data for a page's chart, not a page

@@ -19,7 +19,7 @@ ERRORS_MODULE = "core/errors.py"
 LEGACY_ERROR_MESSAGES = {"ledger/services.py"}
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 # Forms of the admin build Django's own ValidationErrors (their messages and codes are Django's).
-PLAIN_VALIDATION_ERROR_ALLOWED = {"admin.py"}
+PLAIN_VALIDATION_ERROR_ALLOWED = {"admin.py", "forms.py"}  # form fields speak Django's form protocol
 
 
 def _sources() -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from ledger import services as ledger
 from ledger.models import Account
@@ -100,7 +101,8 @@ def ledger_account(
     if given. Raises the ledger's ForeignAccount for a member or staff member of another merchant."""
     for holder in (member, staff):
         if holder is not None and holder.merchant_id != merchant.pk:
-            raise ledger.ForeignAccount("merchant", f"{holder} belongs to another merchant.")
+            raise ledger.ForeignAccount("merchant", _("This %(kind)s belongs to another merchant."),
+                                        params={"kind": holder._meta.verbose_name})  # fmt: skip
     return accounts(merchant, [AccountSpec(purpose, unit, member and member.pk, staff and staff.pk, detail)])[0]
 
 

@@ -11,7 +11,14 @@ def pytest_configure(config):
     committed translations however they are started (make test compiles it too)."""
     from core.catalog import compile_catalogs
 
-    compile_catalogs(Path(__file__).resolve().parent.parent, only_stale=True)
+    if compile_catalogs(Path(__file__).resolve().parent.parent, only_stale=True):
+        # pytest-django may have set Django up already, and a translation looked up then cached the catalog
+        # as missing: forget it, so the first run on a fresh checkout sees the translations too.
+        from django.utils.translation import trans_real
+
+        trans_real._translations = {}
+        trans_real._default = None
+        trans_real._active = trans_real.Local()
 
 
 @pytest.fixture(autouse=True)

@@ -132,6 +132,15 @@ class SoldTermsFrozen:
     def is_sold(self) -> bool:  # pragma: no cover - every subclass answers
         raise NotImplementedError
 
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
+        """The terms a sale relies on (free value within the merchant's limits, same merchant), checked by
+        clean() when the row is saved and again at every sale (wallet.services.checks.recheck_catalog),
+        which passes the settings it already holds. Not the frozen-terms check: that one is about edits."""
+
+    def clean(self) -> None:
+        self.check_sold_terms()
+        self.check_sale_terms()
+
     def check_sold_terms(self) -> None:
         if not self.pk or not self.sold_terms:
             return
@@ -168,7 +177,10 @@ class ActivityPointsRule(models.Model):
         return f"{self.name} (+{self.points})"
 
     def clean(self) -> None:
-        limit = WalletSettings.of(self.merchant_id).max_activity_points
+        self.check_sale_terms()
+
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
+        limit = (wallet_settings or WalletSettings.of(self.merchant_id)).max_activity_points
         if self.points is not None and self.points > limit:
             raise fail(
                 "points",
@@ -302,15 +314,14 @@ class VoucherTemplate(SoldTermsFrozen, models.Model):
     def is_sold(self) -> bool:
         return Voucher.objects.filter(template_id=self.pk).exists()
 
-    def clean(self) -> None:
-        self.check_sold_terms()
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
         # A voucher sold below its face value gives the difference away: at most the plan share of its
         # price. A price of 0 makes a free-only template, bounded when issued (max_free_gift_fen).
         if not self.price_fen or not self.amount_fen:
             return
         if self.price_fen > self.amount_fen:
             raise fail("price_fen", "voucher_price_over_face", _("A voucher is not sold for more than its face value."))
-        share = WalletSettings.of(self.merchant_id).max_plan_free_value_bp
+        share = (wallet_settings or WalletSettings.of(self.merchant_id)).max_plan_free_value_bp
         if self.amount_fen - self.price_fen > self.price_fen * share // 10000:
             raise fail(
                 "amount_fen", "free_value_over_limit",
@@ -319,7 +330,7 @@ class VoucherTemplate(SoldTermsFrozen, models.Model):
             )  # fmt: skip
 
 
-def check_sold_below_list(template, field: str) -> None:
+def check_sold_below_list(template, field: str, wallet_settings: WalletSettings | None = None) -> None:
     """A coupon template or package sold for less than its list value (uses × the covered services'
     list price) gives the difference away: at most the merchant's plan share of its price, like a voucher
     sold below face. A price of 0 makes a free-only template, bounded as a gift (max_free_gift_fen).
@@ -328,7 +339,7 @@ def check_sold_below_list(template, field: str) -> None:
     if not price or not template.pk:
         return
     free = template.list_value_fen() - price
-    share = WalletSettings.of(template.merchant_id).max_plan_free_value_bp
+    share = (wallet_settings or WalletSettings.of(template.merchant_id)).max_plan_free_value_bp
     if free > price * share // 10000:
         raise fail(
             field, "free_value_over_limit",
@@ -374,9 +385,8 @@ class CouponTemplate(SoldTermsFrozen, models.Model):
         top = self.services.aggregate(m=models.Max(price))["m"] if self.pk else None
         return max(self.price_fen or 0, (self.uses or 0) * (top or 0))
 
-    def clean(self) -> None:
-        self.check_sold_terms()
-        check_sold_below_list(self, "price_fen")
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
+        check_sold_below_list(self, "price_fen", wallet_settings)
 
 
 class EntitlementPackage(SoldTermsFrozen, models.Model):
@@ -414,11 +424,10 @@ class EntitlementPackage(SoldTermsFrozen, models.Model):
         )
         return max(self.price_fen or 0, listed)
 
-    def clean(self) -> None:
-        self.check_sold_terms()
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
         if self.pk:  # its services are this merchant's before their list prices count
             _other_merchant("__all__", self.merchant_id, *(it.service for it in self.items.select_related("service")))
-        check_sold_below_list(self, "price_fen")
+        check_sold_below_list(self, "price_fen", wallet_settings)
 
 
 class PackageItem(models.Model):
@@ -477,9 +486,6 @@ class VipCardType(SoldTermsFrozen, models.Model):
     def is_sold(self) -> bool:
         return VipMembership.objects.filter(card_type_id=self.pk).exists()
 
-    def clean(self) -> None:
-        self.check_sold_terms()
-
 
 class RechargePlan(SoldTermsFrozen, models.Model):
     """ "Pay X, get bonus Y" and/or gifts: coupons, an entitlement package, a VIP card."""
@@ -519,12 +525,11 @@ class RechargePlan(SoldTermsFrozen, models.Model):
     def is_sold(self) -> bool:
         return RechargeLine.objects.filter(plan_id=self.pk).exists()
 
-    def clean(self) -> None:
-        self.check_sold_terms()
+    def check_sale_terms(self, wallet_settings: WalletSettings | None = None) -> None:
         gifts = [_related(self, name) for name in ("gift_coupon", "gift_package", "gift_vip")]
         _other_merchant("__all__", self.merchant_id or next((g.merchant_id for g in gifts if g), None), *gifts)
         if self.pay_fen is not None and self.pay_fen >= 1:
-            self.check_free_value(WalletSettings.of(self.merchant_id), "bonus_fen")
+            self.check_free_value(wallet_settings or WalletSettings.of(self.merchant_id), "bonus_fen")
 
     def free_value_fen(self) -> int:
         """Bonus plus gifts at list value, per plan bought (docs/wallet.md §4)."""

@@ -157,11 +157,12 @@ def check_free_gift(target, settings: WalletSettings, field: str, count: int = 1
     return value
 
 
-def recheck_catalog(obj: models.Model, field: str) -> None:
-    """Run a catalog row's own validation (its model clean(), what the admin form ran) again at the
-    operation, so a row saved around the admin or made invalid by a changed setting is refused too."""
+def recheck_catalog(obj: models.Model, field: str, settings: WalletSettings) -> None:
+    """Run a catalog row's sale terms (what its model clean() checks, bar the edit-only frozen-terms
+    check) again at the operation, so a row saved around the admin or made invalid by a changed setting
+    is refused too. Uses the settings the operation already read."""
     try:
-        obj.clean()
+        obj.check_sale_terms(settings)
     except DomainError as exc:
         raise DomainError(field, exc.template, code=exc.code, params=exc.params) from exc
 

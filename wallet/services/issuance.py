@@ -264,15 +264,16 @@ def award_activity_points(
     check_same_merchant(rule, member, "rule")
     if not rule.is_active:
         raise fail("rule", "rule_inactive", _("%(rule)s is no longer active."), rule=str(rule))
-    recheck_catalog(rule, "rule")  # points within max_activity_points
+    merchant = member.merchant
+    settings = wallet_settings(merchant)
+    recheck_catalog(rule, "rule", settings)  # points within max_activity_points
     # The occasion is part of the award's reference (at most 64 characters with the rule's code).
     occasion = clean_text(occasion, "occasion", max_length=63 - len(rule.code))
     if not occasion:
         raise fail("occasion", "occasion_required", _("Say which occasion earns the points."))
-    merchant = member.merchant
     ref = f"{rule.code}:{occasion}"[:64]
     return ledger.post_entry(
-        merchant=merchant, legs=points_legs_for_count(member, wallet_settings(merchant), timezone.now(), rule.points),
+        merchant=merchant, legs=points_legs_for_count(member, settings, timezone.now(), rule.points),
         operation_type="points_award", operation_ref=ref, idempotency_key=f"points_award:{member.pk}:{ref}",
         actor=actor, member=member, memo=rule.name,
     )  # fmt: skip

@@ -165,7 +165,7 @@ def recharge(
                 check_same_merchant(plan, member, f"{f}.plan")
                 for gift in (plan.gift_coupon, plan.gift_package, plan.gift_vip):
                     check_same_merchant(gift, member, f"{f}.plan")
-                recheck_catalog(plan, f"{f}.plan")  # bonus and gifts within the plan share
+                recheck_catalog(plan, f"{f}.plan", settings)  # bonus and gifts within the plan share
                 line.plan = plan
                 unit_price, bonus = plan.pay_fen, plan.bonus_fen * quantity
                 if plan.gift_coupon_id and plan.gift_coupon_quantity:
@@ -306,7 +306,7 @@ def _priced_line(
     check_same_merchant(target, member, f"{field}.{attr}")
     if not target.price_fen:
         free_gifts[0] = check_free_gift(target, settings, f"{field}.{attr}", line.quantity, free_gifts[0])
-    recheck_catalog(target, f"{field}.{attr}")  # sold below face or list value within the plan share
+    recheck_catalog(target, f"{field}.{attr}", settings)  # sold below face or list value within the plan share
     setattr(line, attr, target)
     line.unit_price_fen = target.price_fen
     line.amount_fen = rules.apply_rate_bp(target.price_fen * line.quantity, item.discount_bp)

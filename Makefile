@@ -28,8 +28,10 @@ run: catalog
 	$(PY) manage.py load_demo_data
 	$(PY) manage.py runserver $(HOST)
 
+# One worker per core (pytest-xdist), each test file on one worker: module-scoped fixtures (the demo data of
+# tests/test_i18n.py) are built once. PYTEST_ARGS="-n 0" runs in one process.
 test: catalog
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

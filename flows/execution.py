@@ -207,20 +207,12 @@ def execute_free_value(request: FreeValueRequest) -> dict[str, Any]:
     _name, call, kwargs = free_value_call(request)
     record = call(**kwargs)
     Kind = FreeValueRequest.Kind
-    if request.kind == Kind.RECHARGE:
-        request.recharge = record
-    elif request.kind == Kind.VOUCHER:
-        request.voucher = record
-    elif request.kind == Kind.COUPON:
-        request.entry_id = record.entry_ids[0] if record.entry_ids else None
-        if not record.entry_ids:  # the member reached the template's per-member limit meanwhile
-            template = request.coupon_template
-            raise fail("coupon_template", "coupon_limit",
-                       _("%(template)s is limited to %(limit)s per member; the member has %(held)s."),
-                       template=str(template), limit=template.per_member_limit,
-                       held=Grant.objects.filter(member=request.member, coupon_template=template).count())  # fmt: skip
-    else:
-        request.entry_id = record.pk
+    if request.kind == Kind.COUPON and not record.entry_ids:  # the member reached the per-member limit meanwhile
+        template = request.coupon_template
+        raise fail("coupon_template", "coupon_limit",
+                   _("%(template)s is limited to %(limit)s per member; the member has %(held)s."),
+                   template=str(template), limit=template.per_member_limit,
+                   held=Grant.objects.filter(member=request.member, coupon_template=template).count())  # fmt: skip
     value, points, paid = _free_value_given(request, record)
     if value > request.value_fen or points > request.points or paid != request.paid_fen:
         raise fail(
@@ -231,6 +223,15 @@ def execute_free_value(request: FreeValueRequest) -> dict[str, Any]:
             now=f"{points:,}" if request.kind == Kind.POINTS else yuan(value),
             paid=yuan(paid),
         )  # fmt: skip
+    # The outcome is linked only once nothing is refused: a refusal rolls the wallet's rows back.
+    if request.kind == Kind.RECHARGE:
+        request.recharge = record
+    elif request.kind == Kind.VOUCHER:
+        request.voucher = record
+    elif request.kind == Kind.COUPON:
+        request.entry_id = record.entry_ids[0]
+    else:
+        request.entry_id = record.pk
     if request.kind == Kind.POINTS:
         return {"after": {"points": points}}
     return {"after": {"free_value": yuan(value), "paid": yuan(paid)}}

@@ -188,7 +188,7 @@ def facts(request: ApprovalRequest) -> list[tuple[str, str | SafeString]]:
         ]  # fmt: skip
     elif isinstance(request, FreeValueRequest):
         rows += [(_("Kind"), request.get_kind_display()), (_("Member"), member_link(request.member)),
-                 (_("Given"), free_value_given(request)), (_("Free value"), free_value_text(request))]  # fmt: skip
+                 (_("What is given"), free_value_given(request)), (_("Free value"), free_value_text(request))]  # fmt: skip
         if request.kind == FreeValueRequest.Kind.RECHARGE:
             rows += [(_("The member pays"), f"{yuan(request.paid_fen)} ({request.get_payment_method_display()})")]
             if request.discount_bp != 10000:

@@ -1,4 +1,4 @@
-"""Free value beyond the merchant's limits (docs/wallet.md §4.5): lifted for one operation a person approved.
+"""Free value beyond the merchant's limits (docs/wallet.md §4.6): lifted for one operation a person approved.
 
 The limits on value given away by hand (`max_manual_bonus_*`, `max_manual_discount_bp`, `max_free_gift_fen`,
 `max_activity_points`) refuse an operation above them with `free_value_over_limit`. Such an operation may

@@ -489,3 +489,62 @@ def test_the_review_has_a_deadline_and_reminds_the_merchant_admin():
     assert Notification.objects.filter(user=office.admin, kind="reminder").count() == 1
     assert not Notification.objects.filter(user=office.operator, kind="reminder").exists()
     assert Task.objects.get(pk=task.pk).status == STATUS.NEW
+
+
+# ---------------------------------------------------------------- PostgreSQL, real threads
+
+
+def _race(count, action):
+    import threading
+
+    from tests.test_ledger_postgres import run_threads
+
+    outcome: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            result = action(i)
+        except ValidationError as exc:
+            result = exc
+        with lock:
+            outcome[i] = result
+
+    assert run_threads(count, worker) == []
+    return outcome
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_approving_at_once_give_once():
+    """Two merchant admins approve the same request at the same instant (the execution runs eagerly right after
+    the winner's commit, in its thread): one approval, one recharge, one ledger entry."""
+    office = make_office()
+    admin2 = make_staff(office.merchant, roles.MERCHANT_ADMIN, stores=[office.store]).user
+    request = bonus_request(office)
+    approvers = (office.admin, admin2)
+    outcome = _race(2, lambda i: services.approve(FreeValueRequest.objects.get(pk=request.pk), actor=approvers[i]))
+    refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
+    assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
+    request = fresh(request)
+    assert request.state == State.EXECUTED
+    assert Recharge.objects.count() == 1 and Entry.objects.filter(operation_type="recharge").count() == 1
+    assert [h[0] for h in history(request)].count("approve") == 1
+    assert member_benefits(office.member).bonus_fen == 9_000
+    assert ledger_selectors.reconcile(office.merchant).clean
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_four_executions_at_once_give_once():
+    """The Celery task delivered several times, or the deadline job's retry racing the worker."""
+    from unittest import mock
+
+    office = make_office()
+    request = bonus_request(office)
+    with mock.patch("flows.tasks.execute_request_task.delay"):  # the worker has not run it yet
+        services.approve(request, actor=office.admin)
+    outcome = _race(4, lambda i: services.execute_request(FreeValueRequest.objects.get(pk=request.pk)))
+    assert all(getattr(r, "state", None) == State.EXECUTED for r in outcome.values()), outcome
+    assert Recharge.objects.count() == 1 and Entry.objects.filter(operation_type="recharge").count() == 1
+    assert Notification.objects.filter(kind="executed").count() == 1

@@ -488,6 +488,8 @@ def start_free_value_request(
     form_token = str(form_token or "")[:36]
     if form_token:
         first = FreeValueRequest.objects.filter(merchant=merchant, requested_by=actor, form_token=form_token).first()
+        if first is not None and first.member_id != member.pk:
+            raise fail("form_token", "idempotency_conflict", _("This request key was already used for another member."))
         if first is not None:
             first.posted_again = True
             return first

@@ -5,8 +5,8 @@ else everyone the task is offered to); past `escalate_after`, one escalation to 
 recorded once per task (TaskReminder, unique per task and kind) with its notifications (unique per user and
 event), so running the job twice, or twice at once, doubles nothing.
 
-The job also re-schedules refunds approved a while ago and still not carried out (their Celery task lost in a
-crash): execute_request runs them once.
+The job also re-schedules refunds and free value requests approved a while ago and still not carried out (their
+Celery task lost in a crash): execute_request runs them once.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from .flows import FLOWS
 from .models import (
     DEFAULT_ESCALATE_AFTER,
     DEFAULT_REMIND_AFTER,
+    REQUEST_MODELS,
     ApprovalRequest,
     Notification,
-    RefundRequest,
     State,
     TaskDeadline,
     TaskReminder,
@@ -123,14 +123,18 @@ def run_deadlines(now: datetime.datetime | None = None) -> DeadlineRun:
 
 
 def retry_stuck_executions(now: datetime.datetime) -> int:
-    """Schedule again the refunds approved before STUCK_AFTER and still waiting to be carried out."""
+    """Schedule again the requests carried out after the approval commits (refunds, free value) approved before
+    STUCK_AFTER and still waiting to be carried out."""
     from .tasks import execute_request_task
 
-    stuck = list(
-        RefundRequest.objects.filter(state=State.APPROVED, updated_at__lt=now - STUCK_AFTER).values_list(
-            "pk", flat=True
+    count = 0
+    for model in REQUEST_MODELS:
+        if model.EXECUTE_ON_APPROVAL:
+            continue
+        stuck = list(
+            model.objects.filter(state=State.APPROVED, updated_at__lt=now - STUCK_AFTER).values_list("pk", flat=True)
         )
-    )
-    for pk in stuck:
-        execute_request_task.delay(RefundRequest._meta.label_lower, pk)
-    return len(stuck)
+        for pk in stuck:
+            execute_request_task.delay(model._meta.label_lower, pk)
+        count += len(stuck)
+    return count

@@ -5,7 +5,8 @@ tasks. Idempotent: it does nothing once the demo merchant has refund requests.
 - manager (store manager of 北门店): a refund of consumption lines under the finance threshold, a cash
   refund of stored value above it, a cash refund of an entitlement lot, a staff onboarding;
 - finance: a cash refund of stored value above the threshold that the manager has approved already;
-- operator: a member change proposed by the merchant admin; and a notification of a rejected request.
+- operator: a member change proposed by the merchant admin; and a notification of a rejected request;
+- admin (merchant admin): a recharge whose manual bonus is over the merchant's limit, submitted for approval.
 """
 
 from __future__ import annotations
@@ -87,4 +88,10 @@ def load(merchant: Merchant, stores: list[Store], stdout) -> None:
                                                  mobile="13900009999", username="clerk2", role="clerk",
                                                  reason="新店员入职")  # fmt: skip
     made.append(onboarding.number)
+    # A recharge with a bonus over the merchant's limit (¥300 on ¥1,000, limit 20 %) for the merchant admin.
+    free_value = services.start_free_value_request(
+        member=owners[27], store=north, kind="recharge", actor=operator, reason="老业主续费回馈，经理口头同意",
+        item=wallet.RechargeItem(kind="stored_value", amount_fen=100_000, bonus_fen=30_000), payment_method="wechat",
+    )  # fmt: skip
+    made.append(free_value.number)
     stdout.write(f"Demo approvals: {len(made)} requests waiting ({', '.join(made)}); one rejected.")

@@ -25,18 +25,24 @@ from members import selectors as member_selectors
 from members import services as member_services
 from members.models import Owner
 from wallet import accounts as wallet_accounts
+from wallet import quotes as wallet_quotes
 from wallet import services as wallet
 from wallet.models import Grant, StoredValueCard
+from wallet.services.checks import gift_value
+from wallet.services.idempotency import fingerprint
+from wallet.services.limits import recharge_free_value_fen, refused_approval
 
 from . import engine
 from .models import (
     DEFAULT_ACTIVATION_VALID_FOR,
     OPEN_STATES,
     FlowSettings,
+    FreeValueRequest,
     MemberChangeRequest,
     RefundRequest,
     StaffOffboarding,
     StaffOnboarding,
+    State,
 )
 
 User = get_user_model()
@@ -92,6 +98,143 @@ def execute_refund(request: RefundRequest) -> dict[str, Any]:
         record = wallet.cash_refund_grant(grant=request.grant, payment_method=request.payment_method, **common)
     request.cash_refund = record
     return {"refund": record.number, "paid_out": yuan(record.paid_out_fen)}
+
+
+# ---------------------------------------------------------------- free value beyond the limits
+
+
+def free_value_call(request: FreeValueRequest, *, approved: bool = True) -> tuple[str, Any, dict[str, Any]]:
+    """The wallet operation that gives the request's value: (name, function, keyword arguments), built from the
+    request's frozen content alone, so the approval check (check_free_value_approval) rebuilds the same call.
+    `approved`: the call that carries it out (the request named, its key); otherwise the call of a quote."""
+    Kind = FreeValueRequest.Kind
+    text = f"{request.number} {request.reason}"[:200]  # the same on every retry: the wallet compares content
+    extra: dict[str, Any] = {"approved_by_request": request} if approved else {}
+    if request.kind == Kind.RECHARGE:
+        item = wallet.RechargeItem(
+            kind=request.line_kind, quantity=request.quantity, amount_fen=request.amount_fen,
+            bonus_fen=request.bonus_fen, discount_bp=request.discount_bp, coupon_template=request.coupon_template,
+            package=request.package, voucher_template=request.voucher_template, vip_type=request.vip_type,
+        )  # fmt: skip
+        note = f"{request.number} {request.note or request.reason}"[:200]
+        kwargs = {"member": request.member, "store": request.store, "payment_method": request.payment_method,
+                  "items": [item], "note": note, "actor": None}  # fmt: skip
+        if approved:
+            kwargs["idempotency_key"] = request.idempotency_key
+        return "recharge", wallet.recharge, {**kwargs, **extra}
+    if request.kind == Kind.VOUCHER:
+        kwargs = {"template": request.voucher_template, "member": request.member, "reason": text, "actor": None}
+        if approved:
+            kwargs["source_ref"] = request.idempotency_key
+        return "issue_voucher", wallet.issue_voucher, {**kwargs, **extra}
+    if request.kind == Kind.COUPON:
+        kwargs = {"template": request.coupon_template, "member_ids": [request.member_id], "reason": text,
+                  "actor": None}  # fmt: skip
+        if approved:
+            kwargs["batch_ref"] = request.idempotency_key
+        return "issue_coupons", wallet.issue_coupons, {**kwargs, **extra}
+    kwargs = {"member": request.member, "rule": request.points_rule, "occasion": request.number, "actor": None}
+    return "award_activity_points", wallet.award_activity_points, {**kwargs, **extra}
+
+
+def free_value_quote(request: FreeValueRequest, *, actor: AbstractBaseUser | None = None, lift: bool = True):
+    """The wallet's dry run of giving the request's value (wallet.quotes): what it gives, what the member pays,
+    the free value in fen (`extra["free_value_fen"]`) or points (`extra["points"]`). With `lift` as if
+    approved (above the limits), else as the wallet judges it today. A refusal is the wallet's DomainError."""
+    Kind = FreeValueRequest.Kind
+    common = {"actor": actor, "lift_free_value_limits": lift}
+    reason = request.reason or "-"
+    if request.kind == Kind.RECHARGE:
+        _name, _fn, kwargs = free_value_call(request, approved=False)
+        return wallet_quotes.quote_recharge(member=request.member, store=request.store, items=kwargs["items"],
+                                            payment_method=request.payment_method, note=kwargs["note"],
+                                            **common)  # fmt: skip
+    if request.kind == Kind.VOUCHER:
+        return wallet_quotes.quote_free_voucher(template=request.voucher_template, member=request.member,
+                                                reason=reason, **common)  # fmt: skip
+    if request.kind == Kind.COUPON:
+        return wallet_quotes.quote_free_coupon(template=request.coupon_template, member=request.member,
+                                               reason=reason, **common)  # fmt: skip
+    return wallet_quotes.quote_points_award(rule=request.points_rule, member=request.member,
+                                            occasion=request.number or "-", **common)  # fmt: skip
+
+
+FREE_VALUE_RELATED = ("member", "store", "coupon_template", "package", "voucher_template", "vip_type", "points_rule")
+
+
+def check_free_value_approval(approved: Any, *, operation: str, member: Owner | None, terms: dict[str, Any]) -> None:
+    """The wallet's question (wallet.services.limits): is `approved` a free value request that is approved now,
+    of this member and merchant, for exactly this operation and content? Registered by flows.apps. The
+    request's row is read afresh (execution holds its lock): a submitted, rejected or already carried out
+    request lifts nothing, nor does one asked for other content (another amount, member, key…)."""
+    if not isinstance(approved, FreeValueRequest) or member is None:
+        raise refused_approval()
+    current = FreeValueRequest.objects.select_related(*FREE_VALUE_RELATED).filter(pk=approved.pk).first()
+    if (
+        current is None
+        or current.state != State.APPROVED
+        or current.merchant_id != member.merchant_id
+        or current.member_id != member.pk
+    ):
+        raise refused_approval()
+    name, _fn, expected = free_value_call(current)
+    if name != operation or not set(terms) <= set(expected):
+        raise refused_approval()
+    if fingerprint(terms) != fingerprint({key: expected[key] for key in terms}):
+        raise refused_approval()
+
+
+def _free_value_given(request: FreeValueRequest, record: Any) -> tuple[int, int, int]:
+    """(free value fen, points, paid fen) of what the wallet recorded for the request."""
+    Kind = FreeValueRequest.Kind
+    if request.kind == Kind.RECHARGE:
+        lines = list(record.lines.select_related("coupon_template", "package", "voucher_template", "vip_type"))
+        return recharge_free_value_fen(lines), 0, record.paid_total_fen
+    if request.kind == Kind.VOUCHER:
+        return record.face_value_fen, 0, 0
+    if request.kind == Kind.COUPON:
+        return gift_value(request.coupon_template), 0, 0
+    return 0, request.points_rule.points, 0
+
+
+def execute_free_value(request: FreeValueRequest) -> dict[str, Any]:
+    """Give the approved value through the wallet, with the limit lifted for this request only, under the key
+    `free-value-request:<pk>`: a second run answers with what the first gave and posts nothing. The wallet
+    re-checks everything else now (the member still active, the template or rule still offered, the merchant's
+    rows, ceilings); what is given or paid must not exceed what was approved (free_value_changed). Executed as
+    the system (actor None), like refunds: the requester's store scope was checked at submission and the
+    approver's at review; the request's history names them."""
+    _name, call, kwargs = free_value_call(request)
+    record = call(**kwargs)
+    Kind = FreeValueRequest.Kind
+    if request.kind == Kind.COUPON and not record.entry_ids:  # the member reached the per-member limit meanwhile
+        template = request.coupon_template
+        raise fail("coupon_template", "coupon_limit",
+                   _("%(template)s is limited to %(limit)s per member; the member has %(held)s."),
+                   template=str(template), limit=template.per_member_limit,
+                   held=Grant.objects.filter(member=request.member, coupon_template=template).count())  # fmt: skip
+    value, points, paid = _free_value_given(request, record)
+    if value > request.value_fen or points > request.points or paid != request.paid_fen:
+        raise fail(
+            "value",
+            "free_value_changed",
+            _("What this gives or costs has changed since it was approved: it would now give %(now)s for %(paid)s "
+              "paid. Submit a new request."),
+            now=f"{points:,}" if request.kind == Kind.POINTS else yuan(value),
+            paid=yuan(paid),
+        )  # fmt: skip
+    # The outcome is linked only once nothing is refused: a refusal rolls the wallet's rows back.
+    if request.kind == Kind.RECHARGE:
+        request.recharge = record
+    elif request.kind == Kind.VOUCHER:
+        request.voucher = record
+    elif request.kind == Kind.COUPON:
+        request.entry_id = record.entry_ids[0]
+    else:
+        request.entry_id = record.pk
+    if request.kind == Kind.POINTS:
+        return {"after": {"points": points}}
+    return {"after": {"free_value": yuan(value), "paid": yuan(paid)}}
 
 
 # ---------------------------------------------------------------- member changes

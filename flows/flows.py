@@ -3,6 +3,7 @@
     start (StartHandle, called by services.start_*)
       → review (View: a person approves or rejects; offered to holders of the store permission)
       → [refunds: finance_review (View) when the amount is above the merchant's threshold]
+      (free value beyond the limits: review by the merchant admin, carried out after commit like refunds)
       → execution (Function: schedules the carrying out) → execute (Handle, run by services.execute_request)
       → done / failed (End);  rejected (End);  withdrawn: the process is cancelled (services.withdraw).
     Onboarding waits once more after execute: await_activation (Handle, run by services.activate_staff).
@@ -209,10 +210,44 @@ class StaffOffboardingFlow(flow.Flow):
         _schedule(activation)
 
 
+class FreeValueFlow(flow.Flow):
+    """Free value over the limit
+
+    A merchant admin approves; the wallet gives the value with the limit lifted for this request only."""
+
+    process_class = models.FreeValueProcess
+    lock_impl = process_lock
+    deadline_key = "free_value"
+    process_title = _("Free value request")
+    process_summary_template = "{{ process.request.number }} {{ process.request.get_kind_display }}"
+
+    start = flow.StartHandle(this.start_process).Next(this.review)
+    review = (
+        flow.View(decision_view)
+        .Annotation(title=_("Merchant admin approval"))
+        .Permission("members.manage_store", obj=_store)
+        .Next(this.after_review)
+    )
+    after_review = flow.If(_state_is(State.APPROVED)).Then(this.execution).Else(this.rejected)
+    execution = flow.Function(this.schedule).Annotation(title=_("Schedule the free value")).Next(this.execute)
+    execute = flow.Handle().Annotation(title=_("Give the free value")).Next(this.outcome)
+    outcome = flow.If(_state_is(State.EXECUTED)).Then(this.done).Else(this.failed)
+    done = flow.End().Annotation(title=_("Given"))
+    failed = flow.End().Annotation(title=_("Failed"))
+    rejected = flow.End().Annotation(title=_("Rejected"))
+
+    def start_process(self, activation, request):
+        return _attach(activation, request)
+
+    def schedule(self, activation):
+        _schedule(activation)
+
+
 FLOW_OF: dict[type[models.ApprovalRequest], type[flow.Flow]] = {
     models.RefundRequest: RefundFlow,
     models.MemberChangeRequest: MemberChangeFlow,
     models.StaffOnboarding: StaffOnboardingFlow,
     models.StaffOffboarding: StaffOffboardingFlow,
+    models.FreeValueRequest: FreeValueFlow,
 }
 FLOWS: tuple[type[flow.Flow], ...] = tuple(FLOW_OF.values())

@@ -23,7 +23,21 @@ from viewflow.workflow.models import Process
 
 from core.errors import fail
 from members.models import Level, MemberCard, Merchant, Owner, Room, Staff, Store
-from wallet.models import CashRefund, ConsumptionLine, EntitlementRefund, Grant, PaymentMethod
+from wallet.models import (
+    ActivityPointsRule,
+    CashRefund,
+    ConsumptionLine,
+    CouponTemplate,
+    EntitlementPackage,
+    EntitlementRefund,
+    Grant,
+    PaymentMethod,
+    Recharge,
+    RechargeLine,
+    VipCardType,
+    Voucher,
+    VoucherTemplate,
+)
 
 from . import rules
 
@@ -64,6 +78,7 @@ class TaskKind(models.TextChoices):
     MEMBER_CHANGE_REVIEW = "member_change.review", _("Member change: review")
     ONBOARDING_REVIEW = "onboarding.review", _("Staff onboarding: manager approval")
     OFFBOARDING_REVIEW = "offboarding.review", _("Staff offboarding: approval")
+    FREE_VALUE_REVIEW = "free_value.review", _("Free value over the limit: merchant admin approval")
 
 
 DEFAULT_REMIND_AFTER = datetime.timedelta(hours=24)
@@ -387,11 +402,85 @@ class StaffOffboarding(ApprovalRequest):
         ]
 
 
+class FreeValueRequest(ApprovalRequest):
+    """Free value above the merchant's limit (赠送审批): a recharge with a manual bonus or discount, or a template
+    priced 0, beyond the wallet's limits; a free voucher or coupon worth more than the free-gift limit; a points
+    award above the points limit. Refused outright by the wallet, such an operation is requested instead; a
+    merchant admin approves it, and the wallet carries it out with the limit lifted for this request only
+    (`approved_by_request`, wallet.services.limits) under the key `free-value-request:<pk>`.
+
+    What is given and what the member pays are fixed at submission (`value_fen`, `points`, `paid_fen`: the
+    wallet's own dry run); execution refuses if they have changed meanwhile (free_value_changed)."""
+
+    NUMBER_PREFIX = "zssq"
+    FLOW_FIELDS = ApprovalRequest.FLOW_FIELDS + ("recharge", "voucher", "entry_id", "failure_code", "failure_message")
+    EXECUTE_ON_APPROVAL = False
+
+    class Kind(models.TextChoices):
+        RECHARGE = "recharge", _("Recharge with bonus or discount over the limit")
+        VOUCHER = "voucher", _("Free voucher")
+        COUPON = "coupon", _("Free coupon")
+        POINTS = "points", _("Points award")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    member = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="+", verbose_name=_("member"))
+    # A recharge: its one line as the operator entered it, and how the member pays.
+    line_kind = models.CharField(_("line"), max_length=16, choices=RechargeLine.Kind.choices, blank=True)
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    amount_fen = models.BigIntegerField(_("stored value per unit (fen)"), default=0, validators=[MinValueValidator(0)])
+    bonus_fen = models.BigIntegerField(_("bonus per unit (fen)"), default=0, validators=[MinValueValidator(0)])
+    discount_bp = models.PositiveIntegerField(_("discount (basis points paid)"), default=10000)
+    payment_method = models.CharField(_("payment method"), max_length=16, choices=PaymentMethod.choices, blank=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    coupon_template = models.ForeignKey(CouponTemplate, on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="+", verbose_name=_("coupon"))  # fmt: skip
+    package = models.ForeignKey(EntitlementPackage, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="+", verbose_name=_("entitlement package"))  # fmt: skip
+    voucher_template = models.ForeignKey(VoucherTemplate, on_delete=models.PROTECT, null=True, blank=True,
+                                         related_name="+", verbose_name=_("voucher"))  # fmt: skip
+    vip_type = models.ForeignKey(VipCardType, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                 verbose_name=_("VIP card"))  # fmt: skip
+    points_rule = models.ForeignKey(ActivityPointsRule, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", verbose_name=_("activity points rule"))  # fmt: skip
+    # What the approval is for, as the wallet's dry run computed it at submission.
+    paid_fen = models.BigIntegerField(_("paid (fen)"), default=0, validators=[MinValueValidator(0)])
+    value_fen = models.BigIntegerField(_("free value (fen)"), default=0, validators=[MinValueValidator(0)])
+    points = models.PositiveIntegerField(_("points"), default=0)
+    # The portal form's token: the same form posted twice is answered with the request of its first post.
+    form_token = models.CharField(max_length=36, blank=True, editable=False)
+    recharge = models.OneToOneField(Recharge, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                    editable=False)  # fmt: skip
+    voucher = models.OneToOneField(Voucher, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                   editable=False)  # fmt: skip
+    entry_id = models.BigIntegerField(null=True, blank=True, editable=False)  # the coupon's or points' ledger entry
+    failure_code = models.CharField(max_length=64, blank=True, editable=False)
+    failure_message = models.CharField(max_length=500, blank=True, editable=False)
+
+    class Meta(ApprovalRequest.Meta):
+        verbose_name = _("free value request")
+        verbose_name_plural = _("free value requests")
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "number"], name="free_value_number_unique"),
+            models.UniqueConstraint(
+                fields=["merchant", "requested_by", "form_token"],
+                condition=~models.Q(form_token=""),
+                name="free_value_form_token_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["merchant", "state", "store"], name="free_value_queue_idx")]
+
+    @property
+    def idempotency_key(self) -> str:
+        """The wallet's key for carrying it out: however often execution runs, the value is given once."""
+        return f"free-value-request:{self.pk}"
+
+
 REQUEST_MODELS: tuple[type[ApprovalRequest], ...] = (
     RefundRequest,
     MemberChangeRequest,
     StaffOnboarding,
     StaffOffboarding,
+    FreeValueRequest,
 )
 
 
@@ -472,6 +561,13 @@ class StaffOffboardingProcess(RequestProcess):
         proxy = True
         verbose_name = _("staff offboarding process")
         verbose_name_plural = _("staff offboarding processes")
+
+
+class FreeValueProcess(RequestProcess):
+    class Meta:
+        proxy = True
+        verbose_name = _("free value process")
+        verbose_name_plural = _("free value processes")
 
 
 # ---------------------------------------------------------------- reminders and notifications

@@ -3,7 +3,8 @@ the services (which explain a refusal with a code) and the task queues.
 
 - Starting a request needs the start permission on its store (START_PERMISSION).
 - Reviewing needs the stage's permission on the request's store (REVIEW_PERMISSION: the store manager's
-  `approve_store`, finance's `finance_store`, an operator's `operate_store`), granted per store by
+  `approve_store`, finance's `finance_store`, an operator's `operate_store`, the merchant admin's
+  `manage_store` for free value beyond the limits), granted per store by
   members.roles; platform admins may act on any store.
 - Maker-checker: whoever started a request never reviews it, whatever roles they hold (platform admins
   included); nor does the staff member a request is about (their own offboarding).
@@ -39,6 +40,7 @@ START_PERMISSION: dict[str, str] = {
     "memberchangerequest": OPERATE,
     "staffonboarding": MANAGE,
     "staffoffboarding": MANAGE,
+    "freevaluerequest": OPERATE,
 }
 # model name → {state under review → permission on the store needed to review it}
 REVIEW_PERMISSION: dict[str, dict[str, str]] = {
@@ -46,6 +48,8 @@ REVIEW_PERMISSION: dict[str, dict[str, str]] = {
     "memberchangerequest": {"submitted": OPERATE},
     "staffonboarding": {"submitted": APPROVE},
     "staffoffboarding": {"submitted": APPROVE},
+    # Value beyond the merchant's own limits: only the merchant admin (manage_store) lifts them.
+    "freevaluerequest": {"submitted": MANAGE},
 }
 
 

@@ -17,6 +17,7 @@ from members import selectors as member_selectors
 from members.models import Store
 
 from . import rules
+from .execution import FREE_VALUE_RELATED
 from .flows import FLOWS
 from .models import (
     DEFAULT_FINANCE_THRESHOLD_FEN,
@@ -24,6 +25,7 @@ from .models import (
     REQUEST_MODELS,
     ApprovalRequest,
     FlowSettings,
+    FreeValueRequest,
     MemberChangeRequest,
     Notification,
     RefundRequest,
@@ -145,6 +147,7 @@ _RELATED: dict[type[ApprovalRequest], tuple[str, ...]] = {
     MemberChangeRequest: ("store", "requested_by__staff", "member", "new_level", "transfer_to", "room", "card"),
     StaffOnboarding: ("store", "requested_by__staff"),
     StaffOffboarding: ("store", "requested_by__staff", "staff__user"),
+    FreeValueRequest: ("requested_by__staff", *FREE_VALUE_RELATED),
 }
 
 
@@ -196,6 +199,22 @@ def refund_preview(request: RefundRequest):
         return quotes.quote_cash_refund_stored_value(member=request.member, payment_method=request.payment_method,
                                                      **common)  # fmt: skip
     return quotes.quote_cash_refund_grant(grant=request.grant, payment_method=request.payment_method, **common)
+
+
+def free_value_preview(request: FreeValueRequest, actor=None):
+    """What carrying out the free value request would give now, as the wallet's own dry run with the limit
+    lifted as the approval will lift it (wallet.quotes): paid, credited, given, and the free value. A refusal
+    (the member frozen meanwhile, the template withdrawn…) is raised as the wallet's DomainError."""
+    from .execution import free_value_quote
+
+    return free_value_quote(request, actor=actor, lift=True)
+
+
+def open_free_value_request_for(member, requested_by, form_token: str):
+    """The request a portal form (its token) already made, if any: a form posted twice finds it."""
+    if not form_token:
+        return None
+    return FreeValueRequest.objects.filter(member=member, requested_by=requested_by, form_token=form_token).first()
 
 
 def open_refund_requests_of_lines(member, lines: Iterable) -> dict[int, str]:

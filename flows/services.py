@@ -28,7 +28,17 @@ from members import selectors as member_selectors
 from members import services as member_services
 from members.models import Level, MemberCard, Merchant, Owner, Room, Staff, Store
 from wallet import permissions as wallet_permissions
-from wallet.models import ConsumptionLine, Grant, PaymentMethod, StoredValueCard
+from wallet import services as wallet
+from wallet.models import (
+    ActivityPointsRule,
+    ConsumptionLine,
+    CouponTemplate,
+    Grant,
+    PaymentMethod,
+    RechargeLine,
+    StoredValueCard,
+    VoucherTemplate,
+)
 
 from . import engine, execution, notifications, rules
 from .deadlines import DeadlineRun, run_deadlines
@@ -36,6 +46,7 @@ from .models import (
     OPEN_STATES,
     ApprovalRequest,
     FlowSettings,
+    FreeValueRequest,
     MemberChangeRequest,
     Notification,
     RefundRequest,
@@ -59,6 +70,7 @@ __all__ = [
     "release",
     "run_deadlines",
     "set_task_deadline",
+    "start_free_value_request",
     "start_member_change",
     "start_refund_request",
     "start_staff_offboarding",
@@ -439,6 +451,95 @@ def start_staff_offboarding(
     return request
 
 
+@transaction.atomic
+def start_free_value_request(
+    *,
+    member: Owner,
+    store: Store,
+    kind: str,
+    actor: AbstractBaseUser,
+    reason: str,
+    item: wallet.RechargeItem | None = None,
+    payment_method: str = "",
+    note: str = "",
+    voucher_template: VoucherTemplate | None = None,
+    coupon_template: CouponTemplate | None = None,
+    points_rule: ActivityPointsRule | None = None,
+    form_token: str = "",
+) -> FreeValueRequest:
+    """Request free value the wallet refuses as over the merchant's limit (free_value_over_limit), for a merchant
+    admin to approve:
+    - kind "recharge": a recharge of one line (`item`: stored value with a bonus, or a coupon, package, voucher or
+      VIP line with a manual discount or priced 0) paid by `payment_method`; nothing is recorded, nor taken,
+      before the approval;
+    - kind "voucher": a free voucher of `voucher_template`; "coupon": a free coupon of `coupon_template`;
+    - kind "points": the points of `points_rule` (above the points limit).
+    The requester needs `operate_store` on `store`. The wallet's dry run must refuse it for a free-value limit
+    only (anything else is refused now, as the wallet would: code as the wallet's), and what it gives and costs
+    is fixed now. Within the limits there is nothing to approve (free_value_within_limit). A form posted twice
+    (`form_token`) is answered with the request of its first post."""
+    _check_row(member, Owner, "member")
+    merchant = member.merchant
+    _check_start(FreeValueRequest, actor, store, merchant)
+    reason = _reason(reason, required=True, message=_("Say why the value is given."))
+    Kind = FreeValueRequest.Kind
+    if kind not in Kind.values:
+        raise fail("kind", "kind_unknown", _("Unknown kind of free value."))
+    form_token = str(form_token or "")[:36]
+    if form_token:
+        first = FreeValueRequest.objects.filter(merchant=merchant, requested_by=actor, form_token=form_token).first()
+        if first is not None and first.member_id != member.pk:
+            raise fail("form_token", "idempotency_conflict", _("This request key was already used for another member."))
+        if first is not None:
+            first.posted_again = True
+            return first
+    member = _lock_member(member)
+    fields: dict[str, Any] = {"kind": kind, "member": member}
+    if kind == Kind.RECHARGE:
+        if not isinstance(item, wallet.RechargeItem):
+            raise fail("items", "lines_empty", _("Choose at least one line."))
+        if item.kind not in RechargeLine.Kind.values or item.kind == RechargeLine.Kind.PLAN:
+            # A plan's bonus and gifts are the merchant's configuration, within its own share: no approval lifts it.
+            raise fail("items", "line_kind_unknown", _("Unknown kind of recharge line; use one of %(kinds)s."),
+                       kinds=", ".join(k for k in RechargeLine.Kind.values if k != RechargeLine.Kind.PLAN))  # fmt: skip
+        for name in ("coupon_template", "package", "voucher_template", "vip_type"):
+            row = getattr(item, name)
+            if row is not None:
+                _check_row(row, type(row), name, merchant)
+        fields.update(
+            line_kind=item.kind, quantity=item.quantity, amount_fen=item.amount_fen, bonus_fen=item.bonus_fen,
+            discount_bp=item.discount_bp, coupon_template=item.coupon_template, package=item.package,
+            voucher_template=item.voucher_template, vip_type=item.vip_type, payment_method=payment_method,
+            note=member_services.clean_text(note, "note", max_length=200),
+        )  # fmt: skip
+    elif kind == Kind.VOUCHER:
+        _check_row(voucher_template, VoucherTemplate, "voucher_template", merchant)
+        fields["voucher_template"] = voucher_template
+    elif kind == Kind.COUPON:
+        _check_row(coupon_template, CouponTemplate, "coupon_template", merchant)
+        fields["coupon_template"] = coupon_template
+    else:
+        _check_row(points_rule, ActivityPointsRule, "points_rule", merchant)
+        fields["points_rule"] = points_rule
+    draft = FreeValueRequest(merchant=merchant, store=store, requested_by=actor, reason=reason, **fields)
+    try:
+        execution.free_value_quote(draft, actor=actor, lift=False)
+    except DomainError as exc:
+        if exc.code != "free_value_over_limit":
+            raise
+    else:
+        raise fail("kind", "free_value_within_limit",
+                   _("This is within the merchant's limits: record it directly, no approval is needed."))  # fmt: skip
+    quote = execution.free_value_quote(draft, actor=actor, lift=True)  # refused for anything but the limits
+    request = _new_request(
+        FreeValueRequest, merchant=merchant, store=store, actor=actor, reason=reason, form_token=form_token,
+        paid_fen=quote.total_fen if kind == Kind.RECHARGE else 0, value_fen=quote.extra.get("free_value_fen", 0),
+        points=quote.extra.get("points", 0), **fields,
+    )  # fmt: skip
+    _submit(request, actor)
+    return request
+
+
 # ---------------------------------------------------------------- decisions
 
 
@@ -551,6 +652,7 @@ EXECUTORS = {
     MemberChangeRequest: lambda request: execution.execute_member_change(request, request._approver),
     StaffOnboarding: lambda request: execution.execute_onboarding(request, request._approver),
     StaffOffboarding: lambda request: execution.execute_offboarding(request, request._approver),
+    FreeValueRequest: lambda request: execution.execute_free_value(request),
 }
 
 

@@ -81,6 +81,8 @@ FLOW_RECORD_MODELS = (
     "flows.memberchangeprocess",
     "flows.staffonboardingprocess",
     "flows.staffoffboardingprocess",
+    "flows.freevaluerequest",
+    "flows.freevalueprocess",
 )
 # Workflow settings (finance threshold, deadlines): changed through flows.services by the merchant admin only;
 # bookkeeping of the flows (reminders sent, per-user notifications): nobody's through model permissions.

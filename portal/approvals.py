@@ -18,6 +18,7 @@ from flows.models import (
     OPEN_STATES,
     REQUEST_MODELS,
     ApprovalRequest,
+    FreeValueRequest,
     MemberChangeRequest,
     RefundRequest,
     StaffOffboarding,
@@ -31,6 +32,7 @@ KINDS: dict[str, type[ApprovalRequest]] = {
     "member-change": MemberChangeRequest,
     "onboarding": StaffOnboarding,
     "offboarding": StaffOffboarding,
+    "free-value": FreeValueRequest,
 }
 SLUG_OF: dict[type[ApprovalRequest], str] = {model: slug for slug, model in KINDS.items()}
 assert set(SLUG_OF) == set(REQUEST_MODELS), "every kind of request has portal pages"
@@ -40,6 +42,7 @@ LIST_TITLES = {
     "member-change": gettext_lazy("Member change requests"),
     "onboarding": gettext_lazy("Staff onboardings"),
     "offboarding": gettext_lazy("Staff offboardings"),
+    "free-value": gettext_lazy("Free value requests"),
 }
 
 
@@ -78,7 +81,36 @@ def is_open(request: ApprovalRequest) -> bool:
 
 
 def amount_fen(request: ApprovalRequest) -> int | None:
-    return request.amount_fen if isinstance(request, RefundRequest) else None
+    """The amount a queue shows: a refund's amount, the free value a request gives (points have none)."""
+    if isinstance(request, RefundRequest):
+        return request.amount_fen
+    if isinstance(request, FreeValueRequest) and request.kind != FreeValueRequest.Kind.POINTS:
+        return request.value_fen
+    return None
+
+
+def free_value_given(request: FreeValueRequest) -> str:
+    """What the request gives, for people: the voucher, coupon or rule, or the recharge line."""
+    Kind = FreeValueRequest.Kind
+    if request.kind == Kind.VOUCHER:
+        return str(request.voucher_template)
+    if request.kind == Kind.COUPON:
+        return str(request.coupon_template)
+    if request.kind == Kind.POINTS:
+        return _("%(rule)s: %(points)s points") % {"rule": request.points_rule.name, "points": f"{request.points:,}"}
+    target = request.coupon_template or request.package or request.voucher_template or request.vip_type
+    if target is None:  # stored value with a bonus
+        return _("stored value %(amount)s, bonus %(bonus)s") % {
+            "amount": yuan(request.amount_fen * request.quantity), "bonus": yuan(request.bonus_fen * request.quantity),
+        }  # fmt: skip
+    return f"{target} × {request.quantity}"
+
+
+def free_value_text(request: FreeValueRequest) -> str:
+    """Its value: points for a points award, yuan otherwise."""
+    if request.kind == FreeValueRequest.Kind.POINTS:
+        return _("%(points)s points") % {"points": f"{request.points:,}"}
+    return yuan(request.value_fen)
 
 
 def _member_change(request: MemberChangeRequest) -> str:
@@ -110,6 +142,8 @@ def summary(request: ApprovalRequest) -> str:
         parts = [request.get_kind_display(), _member_change(request), request.member.name]
     elif isinstance(request, StaffOnboarding):
         parts = [request.name, request.get_role_display()]
+    elif isinstance(request, FreeValueRequest):
+        parts = [request.get_kind_display(), free_value_given(request), request.member.name]
     else:
         parts = [request.staff.name, request.staff.get_role_display()]
     return " · ".join(str(p) for p in parts if p)
@@ -152,6 +186,19 @@ def facts(request: ApprovalRequest) -> list[tuple[str, str | SafeString]]:
             (_("Name"), request.name), (_("Mobile"), request.mobile), (_("Username"), request.username),
             (_("Role"), request.get_role_display()), (_("Staff level"), str(request.staff_level)),
         ]  # fmt: skip
+    elif isinstance(request, FreeValueRequest):
+        rows += [(_("Kind"), request.get_kind_display()), (_("Member"), member_link(request.member)),
+                 (_("What is given"), free_value_given(request)), (_("Free value"), free_value_text(request))]  # fmt: skip
+        if request.kind == FreeValueRequest.Kind.RECHARGE:
+            rows += [(_("The member pays"), f"{yuan(request.paid_fen)} ({request.get_payment_method_display()})")]
+            if request.discount_bp != 10000:
+                rows.append((_("Discount"), _("%(percent)s%% off") % {
+                    "percent": f"{(10000 - request.discount_bp) / 100:g}"}))  # fmt: skip
+            if request.note:
+                rows.append((_("Note"), request.note))
+        rows.append((_("Approvals"), _("merchant admin (over the merchant's free-value limit)")))
+        if request.state == State.FAILED:
+            rows.append((_("Why it failed"), request.failure_message))
     else:
         rows += [(_("Staff member"), f"{request.staff.name} ({request.staff.user.get_username()})"),
                  (_("Role"), request.staff.get_role_display())]  # fmt: skip

@@ -11,7 +11,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from flows import selectors as flow_selectors
-from flows.models import ApprovalRequest, MemberChangeRequest, RefundRequest, State
+from flows.models import ApprovalRequest, FreeValueRequest, MemberChangeRequest, RefundRequest, State
 from members.models import Store
 
 from . import approvals
@@ -104,7 +104,13 @@ class RequestListView(PortalListView):
         ]  # fmt: skip
         if self.model is RefundRequest:
             columns.append(Column("amount", _("Amount"), lambda r: r.amount_fen, kind=MONEY, orderby="amount_fen"))
-        if self.model in (RefundRequest, MemberChangeRequest):
+        if self.model is FreeValueRequest:
+            columns += [
+                Column("free_value", _("Free value"), approvals.free_value_text, orderby="value_fen"),
+                Column("paid", _("The member pays"), lambda r: r.paid_fen if r.line_kind else None, kind=MONEY,
+                       orderby="paid_fen"),
+            ]  # fmt: skip
+        if self.model in (RefundRequest, MemberChangeRequest, FreeValueRequest):
             columns.insert(3, Column("kind", _("Kind"), lambda r: r.get_kind_display(), orderby="kind"))
         columns += [
             Column("state", _("State"), lambda r: r.get_state_display(), orderby="state"),

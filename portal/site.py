@@ -121,6 +121,7 @@ class ApprovalsApplication(PortalApplication):
         (_("Member change requests"), "member_change_requests", "manage_accounts"),
         (_("Staff onboardings"), "onboarding_requests", "person_add"),
         (_("Staff offboardings"), "offboarding_requests", "person_remove"),
+        (_("Free value requests"), "free_value_requests", "redeem"),
         (_("Onboard a staff member"), "onboard", "group_add", OnboardingView),
         (_("Offboard a staff member"), "offboard", "group_remove", OffboardingView),
     )
@@ -142,6 +143,8 @@ class ApprovalsApplication(PortalApplication):
                                     name="onboarding_requests")  # fmt: skip
     offboarding_requests_path = path("requests/offboarding/", RequestListView.as_view(), {"kind": "offboarding"},
                                      name="offboarding_requests")  # fmt: skip
+    free_value_requests_path = path("requests/free-value/", RequestListView.as_view(), {"kind": "free-value"},
+                                    name="free_value_requests")  # fmt: skip
     request_path = path("requests/<slug:kind>/<int:pk>/", tasks.RequestView.as_view(), name="request")
     withdraw_path = path("requests/<slug:kind>/<int:pk>/withdraw/", tasks.WithdrawView.as_view(), name="withdraw")
     onboard_path = path("staff/onboard/", OnboardingView.as_view(), name="onboard")

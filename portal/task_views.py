@@ -26,10 +26,11 @@ from viewflow.workflow.models import Task
 from viewflow.workflow.status import STATUS
 
 from core.errors import DomainError
+from core.money import yuan
 from flows import rules
 from flows import selectors as flow_selectors
 from flows import services as flow_services
-from flows.models import ApprovalRequest, RefundRequest, State
+from flows.models import ApprovalRequest, FreeValueRequest, RefundRequest, State
 from flows.views import DecisionForm
 
 from . import approvals
@@ -157,6 +158,8 @@ def request_context(request: ApprovalRequest) -> dict:
     }
     if isinstance(request, RefundRequest):
         context["refund"] = refund_effect(request)
+    if isinstance(request, FreeValueRequest):
+        context["free_value"] = free_value_effect(request)
     return context
 
 
@@ -180,6 +183,36 @@ def refund_effect(request: RefundRequest) -> dict:
         except DomainError as exc:
             effect["error"] = exc.message_text
     return effect
+
+
+def free_value_effect(request: FreeValueRequest) -> dict:
+    """For an open free value request: the wallet's dry run of giving it now with the limit lifted as the
+    approval will (what the member receives and pays, the free value), or why the wallet would refuse it now.
+    Once carried out: what was recorded."""
+    effect: dict = {"quote": None, "error": "", "record": ""}
+    if request.state == State.EXECUTED:
+        effect["record"] = _free_value_record(request)
+    elif approvals.is_open(request):
+        try:
+            effect["quote"] = flow_selectors.free_value_preview(request)
+        except DomainError as exc:
+            effect["error"] = exc.message_text
+    return effect
+
+
+def _free_value_record(request: FreeValueRequest) -> str:
+    if request.recharge_id:
+        recharge = request.recharge
+        return _("Recharge %(number)s recorded: %(paid)s paid by %(method)s, bonus %(bonus)s.") % {
+            "number": recharge.number, "paid": yuan(recharge.paid_total_fen),
+            "method": recharge.get_payment_method_display(), "bonus": yuan(recharge.bonus_total_fen),
+        }  # fmt: skip
+    if request.voucher_id:
+        voucher = request.voucher
+        return _("Voucher %(name)s of %(value)s given (%(ref)s).") % {
+            "name": request.voucher_template.name, "value": yuan(voucher.face_value_fen), "ref": voucher.source_ref,
+        }  # fmt: skip
+    return _("%(given)s given to the member.") % {"given": approvals.free_value_given(request)}
 
 
 # ---------------------------------------------------------------- the task page and its actions

@@ -37,6 +37,7 @@ from wallet import quotes as wallet_quotes
 from wallet import selectors as wallet_selectors
 from wallet import services as wallet_services
 
+from . import approvals
 from .forms import ConsumptionForm, MemberSearchForm, OperationForm, RechargeForm, RefundForm, SummaryLayout
 
 PAGE_SIZE = 20
@@ -336,8 +337,7 @@ class OperationView(MemberMixin, TemplateView):
         try:
             quote = self.quote(form)
         except ValidationError as exc:
-            form.add_service_error(exc)
-            return self.render_form(form)
+            return self.refused(form, exc)
         confirmed = request.POST.get("confirm", "")
         if confirmed != quote.digest:
             return self.render_confirmation(form, quote, stage=1, changed=bool(confirmed))
@@ -350,6 +350,11 @@ class OperationView(MemberMixin, TemplateView):
             return self.render_form(form)
         messages.success(request, self.success_message(record, quote))
         return redirect(member_url(self.member, self.done_tab))
+
+    def refused(self, form: OperationForm, exc: ValidationError):
+        """The service refused the operation at the confirmation step: the form again, with the reasons."""
+        form.add_service_error(exc)
+        return self.render_form(form)
 
     def already_recorded(self, form: OperationForm):
         """The operation this form's token already recorded, if any (a second post of the same page)."""
@@ -412,7 +417,7 @@ class RechargeView(OperationView):
     title = gettext_lazy("Recharge")
     done_tab = "recharges"
 
-    def quote(self, form: RechargeForm) -> wallet_quotes.Quote:
+    def quote(self, form: RechargeForm, *, lift: bool = False) -> wallet_quotes.Quote:
         cd = form.cleaned_data
         return wallet_quotes.quote_recharge(
             member=self.member,
@@ -420,7 +425,87 @@ class RechargeView(OperationView):
             items=[form.item()],
             payment_method=cd["payment_method"],
             actor=self.request.user,
+            lift_free_value_limits=lift,
         )
+
+    # -- over the merchant's free-value limit: submit for approval (issue 12) instead of refusing
+
+    def post(self, request, *args, **kwargs):
+        if "approval" in request.POST and request.POST.get("step") != "edit":
+            return self.submit_for_approval(request)
+        return super().post(request, *args, **kwargs)
+
+    def refused(self, form: RechargeForm, exc: ValidationError):
+        """Refused only for a free-value limit (a manual bonus or discount over it): offer to submit the recharge
+        for a merchant admin's approval, showing what it would record once approved (the wallet's dry run with
+        the limit lifted). Anything else the wallet refuses, even with the limit lifted, is shown on the form."""
+        if isinstance(exc, DomainError) and exc.code == "free_value_over_limit":
+            try:
+                lifted = self.quote(form, lift=True)
+            except ValidationError:
+                lifted = None
+            if lifted is not None:
+                return self.render_approval(form, lifted, exc)
+        return super().refused(form, exc)
+
+    def render_approval(self, form: RechargeForm, quote, refusal: DomainError, *, changed: bool = False,
+                        errors: list[str] | None = None):  # fmt: skip
+        context = self.base_context(form)
+        context.update(
+            quote=quote, refusal=refusal.message_text, changed=changed, errors=errors or [],
+            approval_reason=self.request.POST.get("approval_reason", ""),
+        )  # fmt: skip
+        return self.response_class(
+            request=self.request,
+            template=["portal/members/free_value.html"],
+            context=self.get_context_data(**context),
+            using=self.template_engine,
+        )
+
+    def submit_for_approval(self, request):
+        """Start a free value request (flows.services) for the recharge as confirmed on the approval page; the
+        form's token makes a second post answer with the request of the first."""
+        form = self.build_form(request.POST)
+        if not form.is_valid():
+            return self.render_form(form)
+        cd = form.cleaned_data
+        try:
+            self.quote(form)
+        except DomainError as exc:
+            if exc.code != "free_value_over_limit":
+                return super().refused(form, exc)
+            refusal = exc
+        except ValidationError as exc:
+            return super().refused(form, exc)
+        else:
+            form.add_error(None, _("This is within the merchant's limits now: record it directly."))
+            return self.render_form(form)
+        try:
+            lifted = self.quote(form, lift=True)
+        except ValidationError as exc:
+            return super().refused(form, exc)
+        if request.POST.get("approval") != lifted.digest:
+            return self.render_approval(form, lifted, refusal, changed=True)
+        try:
+            started = flow_services.start_free_value_request(
+                member=self.member, store=cd["store"], kind="recharge", actor=request.user,
+                reason=request.POST.get("approval_reason", ""), item=form.item(), payment_method=cd["payment_method"],
+                note=cd["note"], form_token=form.idempotency_key,
+            )  # fmt: skip
+        except DomainError as exc:
+            if exc.field == "reason":
+                return self.render_approval(form, lifted, refusal, errors=[exc.message_text])
+            return super().refused(form, exc)
+        if getattr(started, "posted_again", False):
+            messages.info(request, _("This form was already submitted: it is recorded as %(number)s.") % {
+                "number": started.number,
+            })  # fmt: skip
+        else:
+            messages.success(request, _(
+                "Free value request %(number)s submitted: nothing is recorded or given until a merchant admin "
+                "approves it."
+            ) % {"number": started.number})  # fmt: skip
+        return redirect(approvals.request_url(started))
 
     def record(self, form: RechargeForm):
         cd = form.cleaned_data

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from viewflow.workflow.models import Task
 
 from flows import selectors as flow_selectors
-from flows.models import RefundRequest
+from flows.models import FreeValueRequest, RefundRequest
 from ledger.models import Entry
 from ledger.selectors import reconcile
 from members.models import Owner, Staff
@@ -38,5 +38,11 @@ def test_demo_data_loads_idempotently_with_real_balances():
     assert flow_selectors.task_queue_for(finance).count() == 1
     assert flow_selectors.task_queue_for(operator).count() == 1  # the member change
     assert flow_selectors.unread_count(operator) >= 1
+    # A recharge with a bonus over the merchant's limit waits for the merchant admin, and only for them.
+    admin = User.objects.get(username="admin")
+    assert FreeValueRequest.objects.filter(state="submitted").count() == 1
+    offered = {request._meta.model_name for request in flow_selectors.requests_of_tasks(
+        flow_selectors.task_queue_for(admin)).values()}  # fmt: skip
+    assert "freevaluerequest" in offered
     # Some benefits are already past their date: the expiry job has work to show.
     assert services.expire_due_benefits().grants == 3

@@ -115,3 +115,63 @@ def test_transition_permissions_are_the_rule():
     assert names == {"approve", "reject"}
     assert {t.name for t in request.get_available_user_state_transitions(office.operator)} == {"withdraw"}
     assert not list(request.get_available_user_state_transitions(office.other_manager))
+
+
+# ---------------------------------------------------------------- free value beyond the limit: merchant admins only
+
+
+@pytest.fixture
+def free_value_world():
+    from members import roles
+    from tests.factories import make_staff
+    from wallet import services as wallet
+
+    office = make_office()
+    stranger = make_office()
+    office.other_admin = make_staff(office.merchant, roles.MERCHANT_ADMIN, stores=[office.other_store]).user
+    request = services.start_free_value_request(
+        member=office.member, store=office.store, kind="recharge", actor=office.operator, reason="回馈",
+        item=wallet.RechargeItem(kind="stored_value", amount_fen=10_000, bonus_fen=9_000), payment_method="cash",
+    )  # fmt: skip
+    task = Task.objects.get(process_id=request.process_id, flow_task_type="HUMAN")
+    return office, stranger, request, task
+
+
+# who → (sees the request, has the task in their queue, may approve it / the refusal's code)
+FREE_VALUE_MATRIX = [
+    ("operator", True, False, "own_request"),  # the requester
+    ("operator2", True, False, "review_forbidden"),  # an operator of the store does not lift limits
+    ("manager", True, False, "review_forbidden"),  # nor does the store manager (approve_store, not manage_store)
+    ("finance", True, False, "review_forbidden"),
+    ("admin", True, True, None),  # the merchant admin (manage_store on the store)
+    ("other_admin", True, False, "review_forbidden"),  # a merchant admin of another store only: sees, never acts
+    ("other_manager", False, False, "review_forbidden"),
+    ("platform", True, True, None),
+    ("stranger.admin", False, False, "review_forbidden"),  # another merchant's admin
+    ("stranger.manager", False, False, "review_forbidden"),
+]
+
+
+@pytest.mark.parametrize(("who", "sees", "queued", "refusal"), FREE_VALUE_MATRIX, ids=[r[0] for r in FREE_VALUE_MATRIX])
+def test_free_value_permission_matrix(free_value_world, who, sees, queued, refusal):
+    from flows.flows import FreeValueFlow
+    from flows.models import FreeValueRequest
+
+    office, _, request, task = free_value_world
+    user = _user(free_value_world, who)
+    assert selectors.requests_visible_to(user, FreeValueRequest).filter(pk=request.pk).exists() is sees
+    assert selectors.task_queue_for(user).filter(pk=task.pk).exists() is queued
+    assert Task.objects.user_queue(user).filter(pk=task.pk, status=STATUS.NEW).exists() is queued
+    if refusal is None:
+        assert FreeValueFlow.review.can_assign(user, task)
+        services.claim(request, actor=user)
+        services.approve(request, actor=user)
+        assert fresh(request).state == State.APPROVED
+    else:
+        for act in (services.claim, services.approve, services.reject):
+            kwargs = {"reason": "x"} if act is not services.claim else {}
+            with pytest.raises(ValidationError) as exc:
+                act(request, actor=user, **kwargs)
+            assert codes(exc.value) == {refusal}, act.__name__
+        assert fresh(request).state == State.SUBMITTED
+        assert Task.objects.get(pk=task.pk).owner_id is None

@@ -462,3 +462,37 @@ def test_compile_catalog_needs_no_gettext(tmp_path):
         compiled = gettext.GNUTranslations(mo)
     assert compiled.gettext("Member back office") == "会员管理系统"
     assert compiled.ngettext("%(uses)s use", "%(uses)s uses", 3) == "%(uses)s 次"
+
+
+def test_free_value_approval_pages_are_chinese(client, demo):
+    """Free value beyond the limit (issue 12): the operator's submit-for-approval page, and the merchant admin's
+    task page, request page and list of the demo's pending request, in Chinese."""
+    from flows import selectors as flow_selectors
+    from flows.models import FreeValueRequest
+    from members import selectors as member_selectors
+    from portal import approvals
+
+    merchant, owner_pks, users, data_words = demo
+    request = FreeValueRequest.objects.get(merchant=merchant)
+    task = flow_selectors.open_task_of(request)
+    problems = []
+    client.force_login(users[roles.MERCHANT_ADMIN])
+    for url in (reverse("tasks:task", kwargs={"pk": task.pk}), approvals.request_url(request),
+                reverse("tasks:free_value_requests"), reverse("tasks:queue")):  # fmt: skip
+        response = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert request.number in html, url
+        problems += [f"{url}: {p}" for p in english_on_page(html, data_words)]
+    operator = users[roles.OPERATOR]
+    client.force_login(operator)
+    store = member_selectors.stores_where(operator, "members.operate_store").filter(merchant=merchant).first()
+    data = {"recharge-token": "00000000-0000-4000-8000-000000000009", "recharge-store": store.pk,
+            "recharge-payment_method": "cash", "recharge-kind": "stored_value", "recharge-amount": "100.00",
+            "recharge-bonus": "90.00", "recharge-quantity": "1", "recharge-note": ""}  # fmt: skip
+    url = reverse("members:recharge", kwargs={"pk": owner_pks[0]})
+    response = client.post(url, data, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    html = response.content.decode()
+    assert response.status_code == 200 and "提交审批" in html
+    problems += [f"{url} (approval): {p}" for p in english_on_page(html, data_words)]
+    assert not problems, "\n".join(problems)

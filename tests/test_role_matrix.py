@@ -320,6 +320,14 @@ def test_migration_narrows_the_groups_of_an_existing_database():
     approver.permissions.remove(*Permission.objects.filter(content_type__app_label="flows"))
     importlib.import_module("members.migrations.0006_flow_read_permissions").grant_flow_permissions(apps, None)
     assert {"view_refundrequest", "view_refundprocess"} <= set(approver.permissions.values_list("codename", flat=True))
+    # members/0007 adds the free value requests' read permissions on top of 0006's table.
+    assert "view_freevaluerequest" not in set(approver.permissions.values_list("codename", flat=True))
+    importlib.import_module("members.migrations.0007_free_value_read_permissions").grant_free_value_permissions(
+        apps, None
+    )
+    assert {"view_freevaluerequest", "view_freevalueprocess"} <= set(
+        approver.permissions.values_list("codename", flat=True)
+    )
     assert not approver.permissions.filter(content_type__app_label="flows").exclude(codename__startswith="view_")
     # The latest frozen table gives what the live table gives today.
     frozen = {role: set(Group.objects.get(name=role).permissions.values_list("pk", flat=True)) for role in roles.ROLES}

@@ -15,19 +15,33 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
+from core.errors import fail
 from members import numbering
 from members.models import Owner, Store
 
 from . import services
-from .models import ConsumptionLine, Grant, PaymentMethod, RechargeLine, WalletSettings
+from .models import (
+    ActivityPointsRule,
+    ConsumptionLine,
+    CouponTemplate,
+    Grant,
+    PaymentMethod,
+    RechargeLine,
+    VoucherTemplate,
+    WalletSettings,
+)
 from .selectors import member_benefits
+from .services.checks import gift_value
 from .services.consumption import ConsumptionItem
+from .services.limits import preview_lifted, recharge_free_value_fen
 from .services.recharge import RechargeItem
 
 T = TypeVar("T")
@@ -123,11 +137,13 @@ class _RolledBack(Exception):
         self.result = result
 
 
-def _dry_run(operation: Callable[[], T]) -> T:
+def _dry_run(operation: Callable[[], T], *, lift: bool = False) -> T:
     """Run `operation` (which calls a wallet service and reads what it did) in a savepoint, then roll
-    the savepoint back and return what `operation` returned. A refusal propagates unchanged."""
+    the savepoint back and return what `operation` returned. A refusal propagates unchanged. With `lift`, the
+    free-value limits are lifted inside (what an approved request would do: services.limits); the savepoint
+    is rolled back all the same, so nothing given stays."""
     try:
-        with numbering.preview(), transaction.atomic():
+        with numbering.preview(), transaction.atomic(), preview_lifted() if lift else nullcontext():
             raise _RolledBack(operation())
     except _RolledBack as done:
         return done.result
@@ -156,18 +172,23 @@ def quote_recharge(
     items: Sequence[RechargeItem],
     payment_method: str,
     actor: AbstractBaseUser | None,
+    note: str = "",
+    lift_free_value_limits: bool = False,
 ) -> Quote:
     """What a recharge takes in and credits: paid, principal and bonus, and what else it gives (a plan's
-    gift coupons, package and VIP period; the coupons, packages, vouchers or VIP time bought)."""
+    gift coupons, package and VIP period; the coupons, packages, vouchers or VIP time bought), and the value
+    it gives away by hand (`extra["free_value_fen"]`). With `lift_free_value_limits`: what it would do once
+    approved, above the merchant's free-value limits."""
 
     def run() -> Quote:
         record = services.recharge(member=member, store=store, payment_method=payment_method, items=items,
-                                   actor=actor)  # fmt: skip
+                                   actor=actor, note=note)  # fmt: skip
         lines = []
-        for line in record.lines.select_related(
+        recorded = list(record.lines.select_related(
             "plan__gift_coupon", "plan__gift_package", "plan__gift_vip", "coupon_template", "package",
             "voucher_template", "vip_type",
-        ).order_by("line_no"):  # fmt: skip
+        ).order_by("line_no"))  # fmt: skip
+        for line in recorded:
             target = line.plan or line.coupon_template or line.package or line.voucher_template or line.vip_type
             stored = line.kind in (RechargeLine.Kind.STORED_VALUE, RechargeLine.Kind.PLAN)
             lines.append(QuoteLine(
@@ -177,9 +198,10 @@ def quote_recharge(
                 principal_fen=line.amount_fen if stored else 0, bonus_fen=line.bonus_fen, gifts=_gifts(line),
             ))  # fmt: skip
         return Quote(operation="recharge", total_fen=record.paid_total_fen, lines=tuple(lines),
-                     payment_method=payment_method, confirm_above_fen=_settings(member).confirm_above_fen)  # fmt: skip
+                     payment_method=payment_method, confirm_above_fen=_settings(member).confirm_above_fen,
+                     extra={"free_value_fen": recharge_free_value_fen(recorded)})  # fmt: skip
 
-    return _dry_run(run)
+    return _dry_run(run, lift=lift_free_value_limits)
 
 
 def quote_consumption(
@@ -317,3 +339,64 @@ def quote_cash_refund_grant(
         return _cash_refund_quote(refund, label=str(grant))
 
     return _dry_run(run)
+
+
+# ---------------------------------------------------------------- free value given outside a sale
+
+
+def _free_quote(operation: str, line: QuoteLine, member: Owner, **extra) -> Quote:
+    return Quote(operation=operation, total_fen=0, lines=(line,), confirm_above_fen=_settings(member).confirm_above_fen,
+                 extra=extra)  # fmt: skip
+
+
+def quote_free_voucher(
+    *, template: VoucherTemplate, member: Owner, reason: str, actor: AbstractBaseUser | None,
+    lift_free_value_limits: bool = False,
+) -> Quote:  # fmt: skip
+    """What giving the member a free voucher does: one voucher of the template's face value, a promotion
+    expense (`extra["free_value_fen"]`). With `lift_free_value_limits`: above the free-gift limit, once approved."""
+
+    def run() -> Quote:
+        voucher = services.issue_voucher(template=template, member=member, actor=actor, reason=reason)
+        line = QuoteLine(key=f"voucher:{template.pk}", label=template.name, quantity=1, amount_fen=0,
+                         voucher_fen=voucher.face_value_fen, voucher=template.name)  # fmt: skip
+        return _free_quote("voucher_issue", line, member, free_value_fen=voucher.face_value_fen)
+
+    return _dry_run(run, lift=lift_free_value_limits)
+
+
+def quote_free_coupon(
+    *, template: CouponTemplate, member: Owner, reason: str, actor: AbstractBaseUser | None,
+    lift_free_value_limits: bool = False,
+) -> Quote:  # fmt: skip
+    """What giving the member one coupon of the template free does: its uses, worth their list value
+    (`extra["free_value_fen"]`). A member at the template's per-member limit is refused (a batch would skip
+    them). With `lift_free_value_limits`: above the free-gift limit, once approved."""
+
+    def run() -> Quote:
+        issued = services.issue_coupons(template=template, member_ids=[member.pk], actor=actor, reason=reason)
+        if issued.skipped_at_limit:
+            raise fail("template", "coupon_limit", _("%(template)s is limited to %(limit)s per member; the member has "
+                                                     "%(held)s."), template=str(template),
+                       limit=template.per_member_limit,
+                       held=Grant.objects.filter(member=member, coupon_template=template).count())  # fmt: skip
+        line = QuoteLine(key=f"coupon:{template.pk}", label=str(template), quantity=1, amount_fen=0,
+                         uses=template.uses, grant=str(template))  # fmt: skip
+        return _free_quote("coupon_issue", line, member, free_value_fen=gift_value(template))
+
+    return _dry_run(run, lift=lift_free_value_limits)
+
+
+def quote_points_award(
+    *, rule: ActivityPointsRule, member: Owner, occasion: str, actor: AbstractBaseUser | None,
+    lift_free_value_limits: bool = False,
+) -> Quote:  # fmt: skip
+    """What awarding the rule's points for the occasion does (`extra["points"]`). With
+    `lift_free_value_limits`: above the merchant's points limit, once approved."""
+
+    def run() -> Quote:
+        services.award_activity_points(member=member, rule=rule, occasion=occasion, actor=actor)
+        line = QuoteLine(key=f"points:{rule.pk}", label=rule.name, quantity=rule.points, amount_fen=0)
+        return _free_quote("points_award", line, member, points=rule.points)
+
+    return _dry_run(run, lift=lift_free_value_limits)

@@ -50,6 +50,7 @@ from .checks import (
     required_reason,
     wallet_settings,
 )
+from .limits import ApprovedRequest, limits_lifted, refused_approval
 from .postings import lock_members
 
 
@@ -179,19 +180,33 @@ def issue_coupons(
     reason: str,
     actor_label: str = "",
     batch_ref: str = "",
+    approved_by_request: ApprovedRequest | None = None,
 ) -> IssueResult:
     """Give one coupon of `template` to each member (free: no money moves). Members at the template's
     per-member limit are skipped and reported. Thousands at once go through the ledger's bulk path:
-    one entry per 2,000 grants."""
+    one entry per 2,000 grants. A coupon worth more than the merchant's free-gift limit is refused, unless
+    `approved_by_request` names the approval request (for one member, under its `batch_ref`) the workflow
+    carries out (limits.py)."""
     merchant = template.merchant
+    terms = {"template": template, "member_ids": member_ids, "reason": reason, "batch_ref": batch_ref}
     reason = required_reason(reason, _("Say why the coupons are issued (e.g. new member, spend threshold)."))
     check_actor(actor, merchant)
+    if approved_by_request is not None:
+        # An approval covers one member's coupon under the request's own reference: a retry of it answers
+        # with what it issued (the approval was used by then).
+        if not batch_ref or len(member_ids) != 1:
+            raise refused_approval()
+        done = ledger_selectors.entries_for(merchant, "coupon_issue", batch_ref)
+        if done.exists():
+            return IssueResult(issued=0, skipped_at_limit=[], entry_ids=list(done.values_list("pk", flat=True)))
     check_template_active(template)
-    check_free_gift(template, wallet_settings(merchant), "template")
     member_ids = list(dict.fromkeys(member_ids))
-    # Lock the members (id order) before counting what they hold: a parallel batch, recharge line or plan
-    # gift of the same template for the same member waits here and then counts this batch's grants.
     lock_members(member_ids)
+    approved_for = Owner.objects.filter(pk=member_ids[0]).first() if approved_by_request is not None else None
+    if not limits_lifted(approved_by_request, operation="issue_coupons", member=approved_for, terms=terms):
+        check_free_gift(template, wallet_settings(merchant), "template")
+    # The members are locked (id order, above) before counting what they hold: a parallel batch, recharge line
+    # or plan gift of the same template for the same member waits there and then counts this batch's grants.
     members = {m.pk: m for m in Owner.objects.filter(merchant=merchant, pk__in=member_ids, status=Owner.Status.ACTIVE)}
     unknown = [m for m in member_ids if m not in members]
     if unknown:
@@ -229,17 +244,41 @@ def issue_coupons(
 
 
 @transaction.atomic
-def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBaseUser | None, reason: str) -> Voucher:
-    """Give a member a free voucher (marketing): its face value is a promotion expense."""
+def issue_voucher(
+    *,
+    template: VoucherTemplate,
+    member: Owner,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    source_ref: str = "",
+    approved_by_request: ApprovedRequest | None = None,
+) -> Voucher:
+    """Give a member a free voucher (marketing): its face value is a promotion expense. A voucher worth more
+    than the merchant's free-gift limit is refused, unless `approved_by_request` names the approval request
+    the workflow carries out (limits.py). `source_ref` names the issue (default: a new business number); the
+    same member and reference again answers with the voucher issued the first time."""
+    terms = {"template": template, "reason": reason, "source_ref": source_ref}
     reason = required_reason(reason, _("Say why the voucher is given."))
     check_member(member, None)
     check_actor(actor, member.merchant)
     check_same_merchant(template, member, "template")
-    check_template_active(template)
     merchant = member.merchant
-    check_free_gift(template, wallet_settings(merchant), "template")
+    ref = clean_text(source_ref, "source_ref", max_length=64)
+    if ref:
+        lock_members([member.pk])  # a repeat of the reference waits for the first, then finds its voucher
+        issued = Voucher.objects.filter(merchant=merchant, member=member, source_ref=ref).first()
+        if issued is not None and issued.template_id != template.pk:
+            raise fail("source_ref", "idempotency_conflict",
+                       _("This request key was already used for another voucher."))  # fmt: skip
+        if issued is not None:
+            return issued
+    elif approved_by_request is not None:
+        raise refused_approval()  # an approval is carried out under its own reference, once
+    check_template_active(template)
+    if not limits_lifted(approved_by_request, operation="issue_voucher", member=member, terms=terms):
+        check_free_gift(template, wallet_settings(merchant), "template")
     now = timezone.now()
-    ref = member_services.next_business_number(merchant, "fq")
+    ref = ref or member_services.next_business_number(merchant, "fq")
     voucher = Voucher.objects.create(
         merchant=merchant, member=member, template=template, face_value_fen=template.amount_fen, paid_fen=0,
         valid_from=now, valid_until=now + datetime.timedelta(days=template.valid_days), source_ref=ref,
@@ -255,18 +294,32 @@ def issue_voucher(*, template: VoucherTemplate, member: Owner, actor: AbstractBa
 
 @transaction.atomic
 def award_activity_points(
-    *, member: Owner, rule: ActivityPointsRule, occasion: str, actor: AbstractBaseUser | None
+    *,
+    member: Owner,
+    rule: ActivityPointsRule,
+    occasion: str,
+    actor: AbstractBaseUser | None,
+    approved_by_request: ApprovedRequest | None = None,
 ) -> Entry:
     """Award a rule's points for one occasion (e.g. the activity's id). The same member, rule and
-    occasion earn once: a repeat returns the first award."""
+    occasion earn once: a repeat returns the first award. A rule above the merchant's points limit is
+    refused, unless `approved_by_request` names the approval request the workflow carries out (limits.py)."""
+    terms = {"rule": rule, "occasion": occasion}
     check_member(member, None)
     check_actor(actor, member.merchant)
     check_same_merchant(rule, member, "rule")
+    merchant = member.merchant
+    if approved_by_request is not None:
+        # A retry of an approved award answers with it (the approval was used by then).
+        done = ledger_selectors.entries_for(merchant, "points_award", f"{rule.code}:{occasion}"[:64])
+        done = done.filter(member=member).first()
+        if done is not None:
+            return done
     if not rule.is_active:
         raise fail("rule", "rule_inactive", _("%(rule)s is no longer active."), rule=str(rule))
-    merchant = member.merchant
     settings = wallet_settings(merchant)
-    recheck_catalog(rule, "rule", settings)  # points within max_activity_points
+    if not limits_lifted(approved_by_request, operation="award_activity_points", member=member, terms=terms):
+        recheck_catalog(rule, "rule", settings)  # points within max_activity_points (the rule's only catalog check)
     # The occasion is part of the award's reference (at most 64 characters with the rule's code).
     occasion = clean_text(occasion, "occasion", max_length=63 - len(rule.code))
     if not occasion:

@@ -67,6 +67,7 @@ from .issuance import (
     new_package_grants,
     points_legs_for_spend,
 )
+from .limits import ApprovedRequest, limits_lifted
 from .postings import Postings, lock_card, lock_members, merge_legs
 
 
@@ -98,10 +99,14 @@ def recharge(
     actor: AbstractBaseUser | None,
     idempotency_key: str | None = None,
     note: str = "",
+    approved_by_request: ApprovedRequest | None = None,
 ) -> Recharge:
     """Take money in and credit what it buys: principal and bonus, coupons, entitlement packages,
-    vouchers, VIP periods."""
+    vouchers, VIP periods. A manual bonus, manual discount or template priced 0 above the merchant's limits
+    is refused, unless `approved_by_request` names the approval request the workflow carries out (limits.py)."""
     merchant = member.merchant
+    terms = {"store": store, "payment_method": payment_method, "items": items, "note": note,
+             "idempotency_key": idempotency_key}  # fmt: skip
     note = clean_text(note, "note", max_length=200)
     check_member(member, store)
     check_payment_method(payment_method)
@@ -110,6 +115,7 @@ def recharge(
     # locks VIP rows and creates ledger accounts a cash refund of stored value (member → card → VIP) also
     # takes; without the member lock the two deadlocked on PostgreSQL.
     lock_members([member.pk])
+    lifted = limits_lifted(approved_by_request, operation="recharge", member=member, terms=terms)
     now = timezone.now()
     settings = wallet_settings(merchant)
     number = member_services.next_business_number(merchant, "cz")
@@ -135,7 +141,7 @@ def recharge(
                 f"{f}.discount_bp", "discount_invalid",
                 _("The discount is in basis points from 1 to 10000 (10000 = no discount)."),
             )  # fmt: skip
-        if 10000 - item.discount_bp > settings.max_manual_discount_bp:
+        if not lifted and 10000 - item.discount_bp > settings.max_manual_discount_bp:
             raise fail(
                 f"{f}.discount_bp", "free_value_over_limit",
                 _("At most %(limit)s%% off may be given by hand on a recharge line."),
@@ -152,7 +158,8 @@ def recharge(
                 unit_price = check_fen(item.amount_fen, f"{f}.amount_fen", allow_zero=False)
                 bonus = check_fen(item.bonus_fen, f"{f}.bonus_fen") * quantity
                 manual_bonus_total += bonus
-                _check_manual_bonus(bonus, unit_price * quantity, manual_bonus_total, settings, f"{f}.bonus_fen")
+                if not lifted:
+                    _check_manual_bonus(bonus, unit_price * quantity, manual_bonus_total, settings, f"{f}.bonus_fen")
             else:
                 plan = item.plan
                 check_kind(plan, RechargePlan, f"{f}.plan")
@@ -185,18 +192,18 @@ def recharge(
             principal_total += amount
             bonus_total += bonus
         elif item.kind == RechargeLine.Kind.COUPON:
-            template = _priced_line(line, item, "coupon_template", member, f, settings, free_gifts)
+            template = _priced_line(line, item, "coupon_template", member, f, settings, free_gifts, lifted)
             check_benefit_count(len(grants) + quantity, f"{f}.quantity")
             check_coupon_limit(member, template, quantity, f"{f}.quantity", pending_coupons)
             shares = rules.allocate(line.amount_fen, [1] * quantity)
             grants.extend(new_coupon_grant(member, template, share, number, now) for share in shares)
         elif item.kind == RechargeLine.Kind.PACKAGE:
-            package = _priced_line(line, item, "package", member, f, settings, free_gifts)
+            package = _priced_line(line, item, "package", member, f, settings, free_gifts, lifted)
             for share in rules.allocate(line.amount_fen, [1] * quantity):
                 grants.extend(new_package_grants(member, package, share, number, now))
                 check_benefit_count(len(grants), f"{f}.quantity")
         elif item.kind == RechargeLine.Kind.VOUCHER:
-            template = _priced_line(line, item, "voucher_template", member, f, settings, free_gifts)
+            template = _priced_line(line, item, "voucher_template", member, f, settings, free_gifts, lifted)
             check_benefit_count(len(vouchers) + quantity, f"{f}.quantity")
             face_total = template.amount_fen * quantity
             if line.amount_fen > face_total:
@@ -212,7 +219,7 @@ def recharge(
                 )  # fmt: skip
             promo_total += face_total - line.amount_fen
         elif item.kind == RechargeLine.Kind.VIP:
-            vip_type = _priced_line(line, item, "vip_type", member, f, settings, free_gifts)
+            vip_type = _priced_line(line, item, "vip_type", member, f, settings, free_gifts, lifted)
             vip_purchases.extend([vip_type] * quantity)
             revenue_total += line.amount_fen
         else:
@@ -293,18 +300,19 @@ def _priced_line(
     field: str,
     settings: WalletSettings,
     free_gifts: list[int],
+    lifted: bool = False,
 ):
     """Validate the catalog item a recharge line sells (chosen, active, this merchant's), put it on
     the line and price the line: quantity × price × discount, rounded half up. A template priced 0 is
     a gift, bounded like one given free: all such units of the recharge together at most max_free_gift_fen
-    (`free_gifts`: a one-element running total)."""
+    (`free_gifts`: a one-element running total), unless the limits are `lifted` for an approved request."""
     target = getattr(item, attr)
     check_kind(target, _SOLD[attr], f"{field}.{attr}")
     if target is None:
         raise fail(f"{field}.{attr}", "choose_kind", _("Choose a %(kind)s."), kind=_SOLD[attr]._meta.verbose_name)
     check_template_active(target, f"{field}.{attr}")
     check_same_merchant(target, member, f"{field}.{attr}")
-    if not target.price_fen:
+    if not target.price_fen and not lifted:
         free_gifts[0] = check_free_gift(target, settings, f"{field}.{attr}", line.quantity, free_gifts[0])
     recheck_catalog(target, f"{field}.{attr}", settings)  # sold below face or list value within the plan share
     setattr(line, attr, target)

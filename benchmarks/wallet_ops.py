@@ -827,8 +827,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to run: the database of DATABASE_URL is {connection.vendor}, not PostgreSQL",
               file=sys.stderr)  # fmt: skip
         return 2
+    from django.core.management import call_command
+
     from ledger import selectors
 
+    call_command("migrate", verbosity=0)  # a fresh database works as it is
     with connection.cursor() as cursor:
         cursor.execute("SELECT version(), current_setting('synchronous_commit'), current_setting('fsync')")
         version, sync_commit, fsync = cursor.fetchone()

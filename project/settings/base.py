@@ -143,6 +143,7 @@ GUARDIAN_RAISE_403 = True
 # Records (failed attempts, every failure with its lock-out flag, successful logins) live in the database
 # and show in the admin to the platform admin; `manage.py axes_reset` lifts lock-outs early.
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False  # no start-up banner on every process (workers, scripts, benchmarks' JSON output)
 # Reverse proxies in front of the application that append the client's address to X-Forwarded-For (nginx:
 # `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`). 0: the client is REMOTE_ADDR. Without it,
 # behind a proxy every user would share the proxy's address and one guesser would lock everyone out.

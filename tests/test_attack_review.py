@@ -468,3 +468,82 @@ def test_foreign_choices_in_the_staff_forms_are_field_errors(client, case):
     response = login(client, a.admin).post(reverse(url_name), {**valid(a, b), field: foreign(a, b)})
     assert response.status_code == 200 and response.context["form"].errors.get(field.split("-", 1)[1])
     assert not StaffOnboarding.objects.exists() and not StaffOffboarding.objects.exists()
+
+
+# ---------------------------------------------------------------- races on PostgreSQL, real threads
+
+
+def _race(count: int, action) -> dict[int, object]:
+    import threading
+
+    from tests.test_ledger_postgres import run_threads
+
+    outcome: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            result = action(i)
+        except ValidationError as exc:
+            result = exc
+        with lock:
+            outcome[i] = result
+
+    assert run_threads(count, worker) == []
+    return outcome
+
+
+@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_operators_requesting_the_same_line_at_once_make_one_request(trial):
+    office = make_office()
+    line = consume_lines(office, 5_000)[0]
+    operators = (office.operator, office.operator2)
+    outcome = _race(2, lambda i: services.start_refund_request(
+        member=Owner.objects.get(pk=office.member.pk), store=office.store, kind="lines", actor=operators[i],
+        reason="退", lines=[ConsumptionLine.objects.get(pk=line.pk)]))  # fmt: skip
+    refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
+    assert len(refusals) == 1 and codes(refusals[0]) == {"request_pending"}
+    assert RefundRequest.objects.count() == 1
+
+
+@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_closing_the_membership_racing_a_refund_request_never_lets_both_through(trial):
+    """The member change closing the membership is approved at the instant an operator requests a refund of
+    a line: either the refund request is refused (closed) or the closing is (a refund request is open)."""
+    office = make_office()
+    line = consume_lines(office, 5_000)[0]
+    close = services.start_member_change(member=office.member, store=office.store, kind="status",
+                                         actor=office.operator, reason="注销", status=Owner.Status.CLOSED)  # fmt: skip
+
+    def act(i: int):
+        if i == 0:
+            return services.approve(MemberChangeRequest.objects.get(pk=close.pk), actor=office.operator2)
+        return services.start_refund_request(member=Owner.objects.get(pk=office.member.pk), store=office.store,
+                                             kind="lines", actor=office.admin, reason="退",
+                                             lines=[ConsumptionLine.objects.get(pk=line.pk)])  # fmt: skip
+
+    outcome = _race(2, act)
+    closed = Owner.objects.get(pk=office.member.pk).status == Owner.Status.CLOSED
+    requested = RefundRequest.objects.exists()
+    assert closed != requested, outcome
+    refused = outcome[1] if closed else outcome[0]
+    assert codes(refused) == ({"membership_closed"} if closed else {"request_pending"})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_finance_approvals_at_once_refund_once():
+    office = make_office()
+    second_finance = make_staff(office.merchant, roles.FINANCE, stores=[office.store]).user
+    request = _refund(office, 150_000)
+    services.approve(request, actor=office.manager)
+    assert fresh(request).state == State.FINANCE_REVIEW
+    finance = (office.finance, second_finance)
+    outcome = _race(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=finance[i]))
+    refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
+    assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
+    assert fresh(request).state == State.EXECUTED and EntitlementRefund.objects.count() == 1

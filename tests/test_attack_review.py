@@ -547,3 +547,52 @@ def test_two_finance_approvals_at_once_refund_once():
     refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
     assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
     assert fresh(request).state == State.EXECUTED and EntitlementRefund.objects.count() == 1
+
+
+# ---------------------------------------------------------------- exports and list filters (held)
+
+
+@pytest.mark.parametrize("export", ["csv", "xlsx"])
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_request_list_exports_never_hand_a_formula_to_the_spreadsheet(client, export, start):
+    import io
+
+    from openpyxl import load_workbook
+
+    office = make_office()
+    payload = f'{start}HYPERLINK("http://x","y")'
+    services.start_refund_request(member=office.member, store=office.store, kind="lines", actor=office.operator,
+                                  reason=payload, lines=consume_lines(office, 500))  # fmt: skip
+    response = login(client, office.admin).get(reverse("tasks:refund_requests"), {"export": export})
+    assert response.status_code == 200
+    if export == "csv":
+        cells = [
+            cell for line in b"".join(response.streaming_content).decode().splitlines() for cell in line.split(",")
+        ]
+        assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells)
+        assert any(payload.split("(")[0] in cell for cell in cells)
+    else:
+        sheet = load_workbook(io.BytesIO(response.content)).active
+        values = [cell for row in sheet.iter_rows() for cell in row]
+        assert not any(cell.data_type == "f" for cell in values)
+        assert any(cell.value == payload for cell in values)
+
+
+@pytest.mark.parametrize("param", ["store", "merchant"])
+def test_request_lists_filtered_by_another_merchants_ids_show_nothing_of_it(client, param):
+    from django.utils import timezone
+
+    from members import numbering
+
+    a, b = make_office(), make_office()
+    numbering.set_counter(b.merchant.pk, "tksq", timezone.localdate(), 500)  # B's numbers are not A's
+    _refund(a, 500)
+    mine = _refund(a, 700)
+    theirs = _refund(b, 900)
+    value = b.store.pk if param == "store" else b.merchant.pk
+    for export in ("", "csv"):
+        response = login(client, a.admin).get(reverse("tasks:refund_requests"), {param: value, "export": export})
+        body = b"".join(response.streaming_content).decode() if export else response.content.decode()
+        assert response.status_code == 200 and theirs.number not in body
+        if not export and param == "store":
+            assert mine.number not in body  # an unreadable filter shows no rows, never more rows than asked for

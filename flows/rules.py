@@ -8,6 +8,9 @@ the services (which explain a refusal with a code) and the task queues.
   members.roles; platform admins may act on any store.
 - Maker-checker: whoever started a request never reviews it, whatever roles they hold (platform admins
   included); nor does the staff member a request is about (their own offboarding).
+- Four eyes across stages: whoever approved an earlier stage of a request (the store manager's review)
+  never decides a later one (finance's), though they may hold both permissions (merchant and platform
+  admins do): the finance review above the threshold is always a second person's.
 - Only the requester withdraws, and only before the first review.
 
 The object permissions are guardian's on members.Store; nothing here trusts a global (model) permission
@@ -85,12 +88,25 @@ def review_permission(request: ApprovalRequest) -> str | None:
     return REVIEW_PERMISSION[request._meta.model_name].get(str(request.state))
 
 
+def approved_earlier(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """The user approved an earlier stage of the request (its history holds an approval of theirs)."""
+    if user is None or not user.is_authenticated or request.pk is None:
+        return False
+    from django.contrib.contenttypes.models import ContentType
+
+    from .models import RequestTransition
+
+    return RequestTransition.objects.filter(
+        content_type=ContentType.objects.get_for_model(request), object_id=request.pk, name="approve", actor_id=user.pk
+    ).exists()
+
+
 def may_review(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """May `user` approve or reject the request now? (django-fsm permission of approve and reject.)"""
     perm = review_permission(request)
     if perm is None or is_requester(request, user) or is_subject(request, user):
         return False
-    return may_act_on_store(user, request.store, perm)
+    return may_act_on_store(user, request.store, perm) and not approved_earlier(request, user)
 
 
 def may_withdraw(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:

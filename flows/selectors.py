@@ -79,11 +79,15 @@ def _flow_tasks() -> QuerySet[Task]:
 
 
 def _own_processes(user: User) -> Q:
-    """Processes of requests the user made, or that are about the user (their own offboarding)."""
+    """Processes of requests the user made, that are about the user (their own offboarding), or of which the
+    user decided an earlier stage (four eyes across stages: flows.rules.approved_earlier)."""
     mine = Q()
     for model in REQUEST_MODELS:
         mine |= Q(process_id__in=model.objects.filter(requested_by=user).values("process_id"))
     mine |= Q(process_id__in=StaffOffboarding.objects.filter(staff__user=user).values("process_id"))
+    mine |= Q(
+        process_id__in=Task.objects.filter(owner=user, status=STATUS.DONE, flow_task_type="HUMAN").values("process_id")
+    )
     return mine
 
 

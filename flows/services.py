@@ -220,6 +220,9 @@ def start_refund_request(
     if kind not in RefundRequest.Kind.values:
         raise fail("kind", "kind_unknown", _("Unknown kind of refund."))
     member = _lock_member(member)
+    if member.status == Owner.Status.CLOSED:
+        # Closing needed nothing left to refund; nothing is refunded onto or paid out for it afterwards.
+        raise fail("member", "membership_closed", _("The membership is closed."))
     open_requests = RefundRequest.objects.filter(merchant=merchant, member=member, state__in=OPEN_STATES)
     chosen: list[ConsumptionLine] = []
     if kind == RefundRequest.Kind.LINES:
@@ -554,6 +557,10 @@ def _check_review(request: ApprovalRequest, actor: Actor) -> None:
         raise fail("request", "own_request", _("You made this request; someone else must review it."))
     if rules.is_subject(request, actor):
         raise fail("request", "own_offboarding", _("This request is about you; someone else must review it."))
+    if rules.approved_earlier(request, actor):
+        # Four eyes across stages: finance's review is a second person's, whatever roles the first holds.
+        raise fail("request", "approved_earlier_stage",
+                   _("You approved an earlier stage of this request; someone else must review this one."))  # fmt: skip
     if not rules.may_review(request, actor) or not has_transition_perm(request.approve, actor):
         raise fail("request", "review_forbidden", _("You may not review requests of %(store)s at this stage."),
                    store=request.store.name)  # fmt: skip

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.errors import fail
 
-MAINLAND_MOBILE_RE = r"^1[3-9]\d{9}$"
+MAINLAND_MOBILE_RE = r"^1[3-9][0-9]{9}\Z"  # ASCII digits only (\d is any Unicode digit); \Z: no "\n"
 mobile_validator = RegexValidator(
     MAINLAND_MOBILE_RE, _("Enter an 11-digit mainland mobile number starting with 13–19.")
 )

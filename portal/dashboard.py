@@ -73,6 +73,9 @@ class _DateInput(forms.DateInput):
         super().__init__(format="%Y-%m-%d")
 
 
+FIRST_DAY, LAST_DAY = datetime.date(1900, 1, 1), datetime.date(9000, 12, 31)
+
+
 class DashboardFilterForm(forms.Form):
     """The date range of the chart and of the per-store and payment figures, and the store (and, for
     platform admins, the merchant) every figure is narrowed to. Choices come from the user's scope."""
@@ -100,6 +103,15 @@ class DashboardFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for name in ("start", "end"):
+            # The range is widened to whole days and counted back from its end: a date at the edge of the
+            # calendar (0001-01-01, 9999-12-31) would overflow there.
+            value = data.get(name)
+            if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+                self.add_error(name, _("Choose a date between 1900 and 9000."))
+                data.pop(name, None)
+        if self.errors:
+            return data
         end = data.get("end") or self.today
         start = data.get("start") or end - datetime.timedelta(days=DEFAULT_DAYS - 1)
         if start > end:

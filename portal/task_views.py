@@ -423,7 +423,8 @@ class NotificationsView(LoginRequiredMixin, TemplateView):
     def post(self, request, *args, **kwargs):
         ids = None
         if request.POST.get("all") != "1":
-            ids = [int(value) for value in request.POST.getlist("id") if value.isdigit() and len(value) < 19]
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+            ids = [int(v) for v in request.POST.getlist("id") if v.isascii() and v.isdigit() and len(v) < 19]
         count = flow_services.mark_notifications_read(request.user, ids)
         if count:
             messages.success(request, _("Marked as read."))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import fail
 from ledger import services as ledger
 from members.models import Owner
 
@@ -36,7 +39,7 @@ def merge_legs(legs: list) -> list:
     return [leg for leg in merged.values() if leg.amount]
 
 
-def lock_members(member_ids: Sequence[int]) -> list[int]:
+def lock_members(member_ids: Sequence[int], *, refuse_closed: bool = False) -> list[int]:
     """Lock the members' rows, in id order: the first lock taken by every operation that changes what a
     member holds (the global lock order, docs/wallet.md §5: member → card → grants → VIP memberships →
     vouchers → consumption lines → ledger balances). It is what makes the per-member coupon limit and the
@@ -44,8 +47,14 @@ def lock_members(member_ids: Sequence[int]) -> list[int]:
     ids = sorted(set(member_ids))
     # FOR NO KEY UPDATE: serialises these operations without blocking the key-share locks that inserting
     # rows pointing at the member (entries, grants) takes; a plain FOR UPDATE deadlocks against those.
-    rows = Owner.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
-    return list(rows.values_list("pk", flat=True))
+    rows = list(
+        Owner.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk", "status")
+    )
+    if refuse_closed and any(status == Owner.Status.CLOSED for _pk, status in rows):
+        # Refunds: a membership is closed once nothing is left to refund, and nothing is restored onto it or
+        # paid out for it afterwards (read under the lock that closing it takes too). Frozen members may be.
+        raise fail("member", "membership_closed", _("The membership is closed."))
+    return [pk for pk, _status in rows]
 
 
 def lock_card(member: Owner, *, create: bool) -> StoredValueCard:

@@ -124,7 +124,7 @@ def _lock_lines_for_refund(member: Owner, ids: list[int]) -> list[ConsumptionLin
     the lines; docs/wallet.md §5), and check the lines against the locked rows. A cash refund of a grant
     locks the same member and grant first, so one of the two runs after the other and sees its result:
     a line is never put back on a lot that was paid out or taken back meanwhile (issue 9, item 7)."""
-    lock_members([member.pk])
+    lock_members([member.pk], refuse_closed=True)
     seen = list(
         ConsumptionLine.objects.filter(pk__in=ids).values("grant_id", "voucher_id", "principal_fen", "bonus_fen")
     )
@@ -227,7 +227,9 @@ def cash_refund_stored_value(
     check_payment_method(payment_method)
     reason = required_reason(reason, _("A refund needs a reason."))
     check_merchant(store, merchant.pk, "store")
-    lock_members([member.pk])  # global lock order: member, card, gift grants, VIP memberships (docs §5)
+    lock_members(
+        [member.pk], refuse_closed=True
+    )  # global lock order: member, card, gift grants, VIP memberships (docs §5)
     card = lock_card(member, create=False)
     now = timezone.now()
     balances = prefetch(merchant, cash_refund_specs(member, payment_method))  # one query, after the locks
@@ -479,7 +481,7 @@ def cash_refund_grant(
     check_payment_method(payment_method)
     reason = required_reason(reason, _("A refund needs a reason."))
     # Member, then grant: the order refunds of the lines that used it take too (docs/wallet.md §5).
-    lock_members([grant.member_id])
+    lock_members([grant.member_id], refuse_closed=True)
     grant = Grant.objects.select_for_update(of=("self",)).select_related("member").get(pk=grant.pk)
     check_grant_active(grant, timezone.now(), "grant")  # what is expired or closed has nothing to pay out
     balances = prefetch(merchant, grant_refund_specs(grant, payment_method))  # one query, after the locks

@@ -5,10 +5,14 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import DomainError
-from core.money import yuan
+
+from .labels import amount_text, purpose_label
 
 
 class LedgerError(DomainError):
+    """The ledger's refusals. Each raise names its own specific code (docs/errors.md); the class codes
+    below are the family's, kept for a raise that names none."""
+
     default_code = "ledger_error"
 
     def __init__(self, field: str, message, code: str | None = None, params: dict | None = None):
@@ -38,12 +42,11 @@ class InsufficientBalance(LedgerError):
         self.account = account
         self.balance = balance
         self.change = change
-        amount = yuan(balance) if account.unit == "CNY" else str(balance)
         super().__init__(
             "amount",
             _("Insufficient balance in %(account)s: %(balance)s left, %(needed)s needed."),
-            params={"account": account.get_purpose_display(), "balance": amount,
-                    "needed": yuan(-change) if account.unit == "CNY" else str(-change)},
+            params={"account": purpose_label(account.purpose), "balance": amount_text(account.unit, balance),
+                    "needed": amount_text(account.unit, -change)},
         )  # fmt: skip
 
 

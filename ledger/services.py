@@ -25,6 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from members.models import Merchant, Owner, Staff, Store
 
@@ -37,6 +38,7 @@ from .errors import (
     ReversalError,
     UnbalancedEntry,
 )
+from .labels import amount_text, operation_label, purpose_label
 from .models import Account, AccountBalance, Entry, Leg
 
 Purpose = Account.Purpose
@@ -112,12 +114,24 @@ def decrease(account: Account, amount: int) -> LegSpec:
 
 def _check_unit(purpose: str, unit: str) -> None:
     if not isinstance(unit, str) or not _UNIT_RE.match(unit):
-        raise InvalidLeg("unit", f"'{unit}' is not a unit (CNY, POINT or e.g. CPN:12 / ENT:7).")
+        raise InvalidLeg(
+            "unit",
+            _("This is not a ledger unit (yuan, points or the uses of one template or service)."),
+            code="unit_invalid",
+        )
     rule = PURPOSES[purpose].unit_rule
-    if rule in (CNY, POINT) and unit != rule:
-        raise InvalidLeg("unit", f"Accounts for {purpose} are kept in {rule}, not {unit}.")
+    label = {"purpose": purpose_label(purpose)}
+    if rule == CNY and unit != CNY:
+        raise InvalidLeg("unit", _("%(purpose)s accounts are kept in yuan."), code="account_unit_wrong", params=label)
+    if rule == POINT and unit != POINT:
+        raise InvalidLeg("unit", _("%(purpose)s accounts are kept in points."), code="account_unit_wrong", params=label)
     if rule == "counted" and unit in (CNY, POINT):
-        raise InvalidLeg("unit", f"Accounts for {purpose} count uses of one template or service, not {unit}.")
+        raise InvalidLeg(
+            "unit",
+            _("%(purpose)s accounts count the uses of one template or service, not yuan or points."),
+            code="account_unit_wrong",
+            params=label,
+        )
 
 
 def _holder_key(holder: str, member_id: int | None, staff_id: int | None) -> str:
@@ -157,18 +171,40 @@ class AccountSpec:
     detail: str = ""
 
 
+def _unknown_purpose(purpose: object) -> InvalidLeg:
+    return InvalidLeg(
+        "purpose",
+        _("%(purpose)s is not a ledger account purpose."),
+        code="account_purpose_unknown",
+        params={"purpose": purpose},
+    )
+
+
+def _foreign(field: str, kind: object) -> ForeignAccount:
+    """Another merchant's row: named by its kind only, never by its name or id (which would tell one
+    merchant about another's data)."""
+    return ForeignAccount(field, _("This %(kind)s belongs to another merchant."), params={"kind": kind})
+
+
 def _identity(spec: AccountSpec) -> tuple[str, str, str, str]:
     """(holder_key, purpose, unit, detail) of a valid spec; refuses what no account may be."""
     purpose, member_id, staff_id = spec.purpose, spec.member_id, spec.staff_id
     if purpose not in PURPOSES:
-        raise InvalidLeg("purpose", f"Unknown account purpose '{purpose}'.")
+        raise _unknown_purpose(purpose)
     rule = PURPOSES[purpose]
+    label = {"purpose": purpose_label(purpose)}
     if rule.holder == Holder.MEMBER and (member_id is None or staff_id is not None):
-        raise InvalidLeg("member", f"A {purpose} account belongs to a member.")
+        raise InvalidLeg(
+            "member", _("%(purpose)s accounts belong to a member."), code="account_holder_wrong", params=label
+        )
     if rule.holder == Holder.STAFF and (staff_id is None or member_id is not None):
-        raise InvalidLeg("staff", f"A {purpose} account belongs to a staff member.")
+        raise InvalidLeg(
+            "staff", _("%(purpose)s accounts belong to a staff member."), code="account_holder_wrong", params=label
+        )
     if rule.holder == Holder.MERCHANT and (member_id is not None or staff_id is not None):
-        raise InvalidLeg("purpose", f"A {purpose} account belongs to the merchant.")
+        raise InvalidLeg(
+            "purpose", _("%(purpose)s accounts belong to the merchant."), code="account_holder_wrong", params=label
+        )
     _check_unit(purpose, spec.unit)
     return _holder_key(rule.holder, member_id, staff_id), purpose, spec.unit, spec.detail
 
@@ -188,7 +224,7 @@ def get_or_create_account(
     """
     for holder in (member, staff):
         if holder is not None and holder.merchant_id != merchant.pk:
-            raise ForeignAccount("merchant", f"{holder} belongs to another merchant.")
+            raise _foreign("merchant", holder._meta.verbose_name)
     spec = AccountSpec(purpose, unit, member and member.pk, staff and staff.pk, detail)
     return get_or_create_accounts(merchant, [spec])[0]
 
@@ -205,12 +241,16 @@ def get_or_create_accounts(merchant: Merchant, specs: Sequence[AccountSpec]) -> 
     if missing:
         by_identity = dict(zip(identities, specs, strict=True))
         new = [by_identity[identity] for identity in missing]
-        for model, ids, label in (
-            (Owner, {spec.member_id for spec in new if spec.member_id is not None}, "members"),
-            (Staff, {spec.staff_id for spec in new if spec.staff_id is not None}, "staff"),
+        for model, ids in (
+            (Owner, {spec.member_id for spec in new if spec.member_id is not None}),
+            (Staff, {spec.staff_id for spec in new if spec.staff_id is not None}),
         ):
             if ids and model.objects.filter(merchant_id=merchant.pk, pk__in=ids).count() != len(ids):
-                raise ForeignAccount("merchant", f"Some of the {label} belong to another merchant.")
+                raise ForeignAccount(
+                    "merchant",
+                    _("Some of the %(kind)s belong to another merchant."),
+                    params={"kind": model._meta.verbose_name_plural},
+                )
         with transaction.atomic():  # an account never exists without its balance row
             Account.objects.bulk_create(
                 [_new_account(merchant.pk, s.purpose, s.unit, s.member_id, s.staff_id, s.detail) for s in new],
@@ -300,8 +340,15 @@ def get_or_create_lot_accounts(
 ) -> dict[tuple[int, str], Account]:
     """Member accounts keyed by (member id, detail), created in bulk where missing, with their balance
     rows. A lot is e.g. one coupon grant: its own account, so it can expire or be refunded alone."""
-    if PURPOSES.get(purpose) is None or PURPOSES[purpose].holder != Holder.MEMBER:
-        raise InvalidLeg("purpose", f"'{purpose}' is not a member account purpose.")
+    if PURPOSES.get(purpose) is None:
+        raise _unknown_purpose(purpose)
+    if PURPOSES[purpose].holder != Holder.MEMBER:
+        raise InvalidLeg(
+            "purpose",
+            _("%(purpose)s accounts do not belong to a member."),
+            code="account_holder_wrong",
+            params={"purpose": purpose_label(purpose)},
+        )
     _check_unit(purpose, unit)
     lots = list(dict.fromkeys(lots))
     member_ids = list({m for m, _ in lots})
@@ -309,8 +356,11 @@ def get_or_create_lot_accounts(
     for chunk in _chunks(member_ids, 5000):
         own += Owner.objects.filter(merchant=merchant, pk__in=chunk).count()
     if own != len(member_ids):
-        missing = len(member_ids) - own
-        raise ForeignAccount("members", f"{missing} of the members belong to another merchant or do not exist.")
+        raise ForeignAccount(
+            "members",
+            _("%(count)s of the owners belong to another merchant or do not exist."),
+            params={"count": len(member_ids) - own},
+        )
     result: dict[tuple[int, str], Account] = {}
     with transaction.atomic():
         for chunk in _chunks(lots, 2000):
@@ -351,6 +401,15 @@ class _Prepared:
     fingerprint: str
 
 
+def _too_long(field: str, limit: int) -> LedgerError:
+    return LedgerError(
+        field,
+        _("The %(field)s of a ledger entry is longer than %(limit)s characters."),
+        code="entry_field_too_long",
+        params={"field": Entry._meta.get_field(field).verbose_name, "limit": limit},
+    )
+
+
 def _prepare(
     merchant: Merchant,
     legs: Iterable[LegSpec | tuple[Account, int]],
@@ -376,18 +435,23 @@ def _prepare(
         ("operation_ref", operation_ref, 64),
     ):
         if not isinstance(value, str) or not value.strip():
-            raise LedgerError(field, f"{field} is required.")
+            raise LedgerError(
+                field,
+                _("A ledger entry needs its %(field)s."),
+                code="entry_field_required",
+                params={"field": Entry._meta.get_field(field).verbose_name},
+            )
         if len(value) > limit:
-            raise LedgerError(field, f"{field} is longer than {limit} characters.")
+            raise _too_long(field, limit)
     if len(memo) > 200:
-        raise LedgerError("memo", "memo is longer than 200 characters.")
+        raise _too_long("memo", 200)
     if store is not None:
         if store.merchant_id != merchant_id:
-            raise ForeignAccount("store", f"Store {store.pk} belongs to another merchant.")
+            raise _foreign("store", Store._meta.verbose_name)
         store_id = store.pk
     if member is not None:
         if member.merchant_id != merchant_id:
-            raise ForeignAccount("member", f"Member {member.pk} belongs to another merchant.")
+            raise _foreign("member", Owner._meta.verbose_name)
         member_id = member.pk
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
@@ -399,25 +463,45 @@ def _prepare(
     for i, leg in enumerate(legs):
         account, amount, unit = (leg.account, leg.amount, leg.unit) if isinstance(leg, LegSpec) else (*leg, None)
         if not isinstance(account, Account) or account.id is None:
-            raise InvalidLeg(f"legs[{i}].account", "Each leg needs a saved ledger account.")
+            raise InvalidLeg(
+                f"legs[{i}].account", _("Each leg needs a saved ledger account."), code="leg_account_missing"
+            )
         if isinstance(amount, bool) or not isinstance(amount, int):
-            raise InvalidLeg(f"legs[{i}].amount", f"Amounts are whole integers (fen or units), got {amount!r}.")
+            raise InvalidLeg(
+                f"legs[{i}].amount",
+                _("Leg amounts are whole numbers of the account's unit."),
+                code="leg_amount_not_integer",
+            )
         if amount == 0:
-            raise InvalidLeg(f"legs[{i}].amount", "A leg's amount cannot be zero.")
+            raise InvalidLeg(f"legs[{i}].amount", _("A leg's amount cannot be zero."), code="leg_amount_zero")
         if abs(amount) > MAX_AMOUNT:
-            raise InvalidLeg(f"legs[{i}].amount", f"{amount} is beyond the largest allowed amount.")
+            raise InvalidLeg(
+                f"legs[{i}].amount",
+                _("The amount of a leg is beyond the largest allowed amount."),
+                code="leg_amount_too_large",
+            )
         if unit is not None and unit != account.unit:
-            raise InvalidLeg(f"legs[{i}].unit", f"The leg is in {unit} but account {account} is in {account.unit}.")
+            raise InvalidLeg(
+                f"legs[{i}].unit",
+                _("The leg is not in the unit of its %(account)s account."),
+                code="leg_unit_mismatch",
+                params={"account": purpose_label(account.purpose)},
+            )
         if account.merchant_id != merchant_id:
-            raise ForeignAccount(f"legs[{i}].account", f"Account {account} belongs to another merchant.")
+            raise _foreign(f"legs[{i}].account", Account._meta.verbose_name)
         prepared.append((account, amount))
         sums[account.unit] += amount
     if len(prepared) < 2:
-        raise InvalidLeg("legs", "An entry needs at least two legs.")
+        raise InvalidLeg("legs", _("An entry needs at least two legs."), code="legs_too_few")
     unbalanced = {u: s for u, s in sums.items() if s != 0}
     if unbalanced:
-        detail = ", ".join(f"{u} off by {s:+d}" for u, s in sorted(unbalanced.items()))
-        raise UnbalancedEntry("legs", f"Legs must sum to zero per unit: {detail}.")
+        # By how much debits exceed credits (negative: credits exceed debits), per unit.
+        difference = ", ".join(amount_text(u, s) for u, s in sorted(unbalanced.items()))
+        raise UnbalancedEntry(
+            "legs",
+            _("The legs do not balance: debits minus credits come to %(difference)s."),
+            params={"difference": difference},
+        )
 
     content = {
         "t": operation_type,
@@ -769,10 +853,10 @@ def _apply_bounded_changes(
             current.update(cursor.fetchall())
     for acc_id in ordered:
         if acc_id not in current:
-            raise LedgerError("account", f"Account {accounts[acc_id]} has no balance row.")
+            raise _no_balance_row(accounts[acc_id])
         new = current[acc_id] + changes[acc_id]
         if new < 0:
-            raise InsufficientBalance(accounts[acc_id], current[acc_id], changes[acc_id])
+            raise InsufficientBalance(accounts[acc_id], balance=current[acc_id], change=changes[acc_id])
         result[acc_id] = new
     if postgres:
         cursor.execute(_PG_SET_BALANCES, [_int_array(ordered), _int_array([result[i] for i in ordered])], prepare=False)
@@ -788,8 +872,17 @@ def _raise_for_missing_or_insufficient(cursor, account: Account, change: int) ->
     cursor.execute("SELECT balance FROM ledger_accountbalance WHERE account_id = %s", [account.pk])
     row = cursor.fetchone()
     if row is None:
-        raise LedgerError("account", f"Account {account} has no balance row.")
-    raise InsufficientBalance(account, row[0], change)
+        raise _no_balance_row(account)
+    raise InsufficientBalance(account, balance=row[0], change=change)
+
+
+def _no_balance_row(account: Account) -> LedgerError:
+    return LedgerError(
+        "account",
+        _("The %(account)s account has no balance row."),
+        code="account_balance_missing",
+        params={"account": purpose_label(account.purpose)},
+    )
 
 
 def _key_taken(p: _Prepared) -> bool:
@@ -802,9 +895,19 @@ def _existing(p: _Prepared) -> Entry:
     if entry.fingerprint != p.fingerprint:
         raise IdempotencyConflict(
             "idempotency_key",
-            f"Key '{p.idempotency_key}' was already used for entry #{entry.pk} with different content.",
+            _("This request key was already used for %(operation)s %(reference)s, with other content."),
+            params=_entry_names(entry),
         )
     return entry
+
+
+def _entry_names(entry: Entry) -> dict[str, str]:
+    """How a message names an entry: its operation and business reference, never its id."""
+    return {"operation": operation_label(entry.operation_type), "reference": entry.operation_ref}
+
+
+def _key_used_elsewhere() -> IdempotencyConflict:
+    return IdempotencyConflict("idempotency_key", _("This request key was already used for another ledger entry."))
 
 
 # ---------------------------------------------------------------- reversal
@@ -846,14 +949,19 @@ def reverse_entry(
         )
         original = next(leg.entry for leg in legs if leg.entry_id == pk)
         if original.reverses_id is not None:
-            raise ReversalError("entry", f"Entry #{original.pk} is itself a reversal; post a new entry instead.")
+            raise ReversalError(
+                "entry",
+                _("%(operation)s %(reference)s is itself a reversal; post a new entry instead."),
+                code="reversal_of_reversal",
+                params=_entry_names(original),
+            )
         if amounts is None:
             # A retry of this reversal is among its legs' entries. A key held by an unrelated entry shows at
             # the post (taken, other content: IdempotencyConflict) or, with nothing left, just below.
             existing = next((leg.entry for leg in legs if leg.entry.idempotency_key == idempotency_key), None)
             if existing is not None:
                 if existing.reverses_id != original.pk:
-                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
+                    raise _key_used_elsewhere()
                 existing.balances_after = None
                 return existing
         remaining: dict[int, int] = defaultdict(int)
@@ -865,22 +973,50 @@ def reverse_entry(
             chosen = {acc_id: left for acc_id, left in remaining.items() if left}
             if not chosen:
                 if Entry.objects.filter(merchant_id=original.merchant_id, idempotency_key=idempotency_key).exists():
-                    raise IdempotencyConflict("idempotency_key", f"Key '{idempotency_key}' was used for another entry.")
-                raise ReversalError("entry", f"Entry #{original.pk} is already fully reversed.")
+                    raise _key_used_elsewhere()
+                raise ReversalError(
+                    "entry",
+                    _("%(operation)s %(reference)s is already fully reversed."),
+                    code="reversal_nothing_left",
+                    params=_entry_names(original),
+                )
         else:
             chosen = {}
             for account, amount in amounts.items():
                 acc_id = account.pk if isinstance(account, Account) else int(account)
                 if acc_id not in remaining:
-                    raise ReversalError("amounts", f"Account {acc_id} has no leg in entry #{original.pk}.")
-                if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
-                    raise ReversalError("amounts", f"Reversal amounts are non-zero integers, got {amount!r}.")
-                left = remaining[acc_id]
-                if (amount > 0) != (left > 0) or abs(amount) > abs(left):
                     raise ReversalError(
                         "amounts",
-                        f"Cannot reverse {amount:+d} on account {accounts[acc_id]}: "
-                        f"only {left:+d} of entry #{original.pk} is left to reverse.",
+                        _("%(operation)s %(reference)s has no leg on this account."),
+                        code="reversal_account_not_in_entry",
+                        params=_entry_names(original),
+                    )
+                if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+                    raise ReversalError(
+                        "amounts", _("Reversal amounts are non-zero whole numbers."), code="reversal_amount_not_integer"
+                    )
+                left = remaining[acc_id]
+                acc = accounts[acc_id]
+                if left and (amount > 0) != (left > 0):
+                    raise ReversalError(
+                        "amounts",
+                        _("Give the reversal amount on the %(account)s account with the sign of the original leg."),
+                        code="reversal_wrong_direction",
+                        params={"account": purpose_label(acc.purpose)},
+                    )
+                if abs(amount) > abs(left):
+                    raise ReversalError(
+                        "amounts",
+                        _(
+                            "Cannot reverse %(amount)s on the %(account)s account: only %(left)s of %(operation)s "
+                            "%(reference)s is left to reverse."
+                        ),
+                        params={
+                            "amount": amount_text(acc.unit, abs(amount)),
+                            "left": amount_text(acc.unit, abs(left)),
+                            "account": purpose_label(acc.purpose),
+                            **_entry_names(original),
+                        },
                     )
                 chosen[acc_id] = amount
         prepared = _prepare(
@@ -892,7 +1028,7 @@ def reverse_entry(
             actor,
             actor_label,
             store,
-            memo or f"reversal of #{original.pk}",
+            memo,  # the reversal's operation and reference name the original; no id on the statement
             original.pk,
             store_id=original.store_id,
             member_id=original.member_id,

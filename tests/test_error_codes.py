@@ -14,9 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "members", "ledger", "wallet", "flows")
 DOCS = ROOT / "docs" / "errors.md"
 ERRORS_MODULE = "core/errors.py"
-# Modules still raising ledger errors with English f-string messages (internal ids in some). The ledger is
-# being reworked on another branch; empty this set once it raises with gettext messages and no ids.
-LEGACY_ERROR_MESSAGES = {"ledger/services.py"}
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 # Forms of the admin build Django's own ValidationErrors (their messages and codes are Django's).
 PLAIN_VALIDATION_ERROR_ALLOWED = {"admin.py", "forms.py"}  # form fields speak Django's form protocol
@@ -104,11 +101,20 @@ def _violations(sources: list[tuple[str, str]]) -> tuple[list[str], set[str]]:
                 continue
             name = _name(node.func)
             where = f"{rel}:{node.lineno}"
-            if name in error_classes - {"DomainError"} and rel not in LEGACY_ERROR_MESSAGES:
-                # A subclass keeps its own code (default_code); its message follows the same rule.
+            if name in error_classes - {"DomainError"}:
+                # A subclass carries its family's code (default_code) unless the raise names a specific
+                # one (`code="…"`); its message follows the same rule.
                 message = node.args[1] if len(node.args) > 1 else None
                 if message is not None and not _is_translated(message):
                     problems.append(f"{where}: the message of {name} is not gettext of a literal")
+                code_node = next((k.value for k in node.keywords if k.arg == "code"), None)
+                if code_node is not None:
+                    if not (isinstance(code_node, ast.Constant) and isinstance(code_node.value, str)):
+                        problems.append(f"{where}: the code is not a literal string")
+                    elif code_node.value == "invalid" or not CODE.match(code_node.value):
+                        problems.append(f"{where}: code {code_node.value!r} is not a specific snake_case code")
+                    else:
+                        used.add(code_node.value)
                 continue
             if name == "fail" and len(node.args) >= 2:
                 code_node, message = node.args[1], node.args[2] if len(node.args) > 2 else None
@@ -161,6 +167,8 @@ def test_docs_list_no_code_that_nothing_raises():
         ('raise DomainError("x", "Bad.", code="x_bad")', "not gettext"),
         ('raise ValidationError("Bad.")', "plain ValidationError"),
         ('raise InvalidLeg("unit", f"{unit} is not a unit.")', "message of InvalidLeg"),
+        ('raise InvalidLeg("unit", _("Bad."), code="Bad")', "not a specific"),
+        ('raise InvalidLeg("unit", _("Bad."), code=code)', "not a literal"),
         ("def _fail(field, message, code='invalid'):\n        pass", "private _fail"),
     ],
 )
@@ -177,3 +185,11 @@ def test_the_guard_accepts_the_house_style():
         '    raise fail("amount", "amount_zero", message or _("The amount must be greater than %(x)s."), x=yuan(1))\n'
     )
     assert _violations([("wallet/services/probe.py", source)]) == ([], {"amount_zero"})
+
+
+def test_a_specific_code_named_by_a_ledger_raise_counts_as_raised():
+    errors = (
+        "class DomainError(Exception):\n    pass\nclass InvalidLeg(DomainError):\n    default_code = 'invalid_leg'\n"
+    )
+    source = f'{errors}def probe():\n    raise InvalidLeg("legs", _("An entry needs at least two legs."), code="legs_too_few")\n'
+    assert _violations([("ledger/probe.py", source)]) == ([], {"invalid_leg", "legs_too_few"})

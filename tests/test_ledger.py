@@ -57,16 +57,24 @@ def test_account_validation(merchant, member):
     other = MerchantFactory()
     with pytest.raises(InvalidLeg) as exc:
         services.get_or_create_account(merchant, "principal", "POINT", member=member)
-    assert "unit" in exc.value.message_dict
-    with pytest.raises(InvalidLeg):
+    assert "unit" in exc.value.message_dict and exc.value.code == "account_unit_wrong"
+    with pytest.raises(InvalidLeg) as exc:
         services.get_or_create_account(merchant, "coupon", "CNY", member=member)
+    assert exc.value.code == "account_unit_wrong"
+    with pytest.raises(InvalidLeg) as exc:
+        services.get_or_create_account(merchant, "coupon", "CPN 1", member=member)
+    assert exc.value.code == "unit_invalid"
     with pytest.raises(InvalidLeg) as exc:
         services.get_or_create_account(merchant, "principal", "CNY")
-    assert "member" in exc.value.message_dict
-    with pytest.raises(ForeignAccount):
+    assert "member" in exc.value.message_dict and exc.value.code == "account_holder_wrong"
+    with pytest.raises(ForeignAccount) as exc:
         services.get_or_create_account(other, "principal", "CNY", member=member)
-    with pytest.raises(InvalidLeg):
+    assert exc.value.code == "foreign_account"
+    # Another merchant's member is named by kind only: not by name, mobile or id.
+    assert member.name not in exc.value.message_text and str(member.pk) not in exc.value.message_text
+    with pytest.raises(InvalidLeg) as exc:
         services.get_or_create_account(merchant, "nonsense", "CNY")
+    assert exc.value.code == "account_purpose_unknown"
     assert Account.objects.count() == 0
 
 
@@ -110,7 +118,8 @@ def test_unbalanced_entry_refused_and_nothing_posted(merchant, member):
     with pytest.raises(UnbalancedEntry) as exc:
         services.post_entry(merchant=merchant, legs=[services.debit(cash, 100), services.credit(principal, 99)],
                             operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
-    assert "legs" in exc.value.message_dict and "CNY off by +1" in str(exc.value)
+    assert exc.value.code == "unbalanced" and "legs" in exc.value.message_dict
+    assert "¥0.01" in exc.value.message_text  # the difference in yuan, never in fen
     assert _state() == before
 
 
@@ -139,7 +148,7 @@ def test_leg_unit_must_match_account(merchant, member):
         services.post_entry(merchant=merchant,
                             legs=[services.LegSpec(cash, 100, "CNY"), services.LegSpec(principal, -100, "POINT")],
                             operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
-    assert "legs[1].unit" in exc.value.message_dict
+    assert "legs[1].unit" in exc.value.message_dict and exc.value.code == "leg_unit_mismatch"
     assert _state() == before
 
 
@@ -151,13 +160,16 @@ def test_amounts_must_be_non_zero_integers(merchant, member, amount):
         services.post_entry(merchant=merchant, legs=[(cash, amount), (principal, -100)],
                             operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
     assert "legs[0].amount" in exc.value.message_dict
+    expected = {0: "leg_amount_zero", 10**16: "leg_amount_too_large"}.get(amount, "leg_amount_not_integer")
+    assert exc.value.code == expected
     assert _state() == before
 
 
 def test_single_leg_refused(merchant):
-    with pytest.raises(InvalidLeg):
-        services.post_entry(merchant=merchant, legs=[(cash_account(merchant), 0)], operation_type="t",
+    with pytest.raises(InvalidLeg) as exc:
+        services.post_entry(merchant=merchant, legs=[(cash_account(merchant), 5)], operation_type="t",
                             operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
+    assert exc.value.code == "legs_too_few"
 
 
 def test_accounts_and_store_must_belong_to_entry_merchant(merchant, member):
@@ -168,10 +180,10 @@ def test_accounts_and_store_must_belong_to_entry_merchant(merchant, member):
     with pytest.raises(ForeignAccount) as exc:
         services.post_entry(merchant=merchant, legs=[services.debit(foreign_cash, 100), services.credit(principal, 100)],
                             operation_type="t", operation_ref="r", idempotency_key=key(), actor=None)  # fmt: skip
-    assert "legs[0].account" in exc.value.message_dict
+    assert "legs[0].account" in exc.value.message_dict and exc.value.code == "foreign_account"
     with pytest.raises(ForeignAccount) as exc:
         fund(principal, 100, store=StoreFactory(merchant=other))
-    assert "store" in exc.value.message_dict
+    assert "store" in exc.value.message_dict and exc.value.code == "foreign_account"
     assert _state() == before
 
 
@@ -182,7 +194,8 @@ def test_overdraft_refused_and_nothing_posted(merchant, member):
     with pytest.raises(InsufficientBalance) as exc:
         spend(principal, 501)
     assert exc.value.balance == 500 and exc.value.change == -501
-    assert "amount" in exc.value.message_dict
+    assert "amount" in exc.value.message_dict and exc.value.code == "insufficient_balance"
+    assert "¥5.00" in exc.value.message_text and "¥5.01" in exc.value.message_text
     assert _state() == before
     assert selectors.balance(principal) == 500
 
@@ -238,7 +251,9 @@ def test_idempotent_retry_returns_first_entry_and_conflict_fails(merchant, membe
             merchant=merchant, legs=[services.debit(cash, 200), services.increase(principal, 200)],
             operation_type="test.fund", operation_ref="other", idempotency_key=first.idempotency_key, actor=None,
         )  # fmt: skip
-    assert "idempotency_key" in exc.value.message_dict
+    assert "idempotency_key" in exc.value.message_dict and exc.value.code == "idempotency_conflict"
+    # The entry is named by its business reference, never by its id.
+    assert first.operation_ref in exc.value.message_text and f"#{first.pk}" not in exc.value.message_text
     assert _state() == before
 
 
@@ -257,15 +272,16 @@ def test_idempotency_key_is_per_merchant(merchant, member):
 
 def test_required_fields(merchant, member):
     legs = [services.debit(cash_account(merchant), 5), services.increase(principal_account(member), 5)]
-    for field, kwargs in (
-        ("idempotency_key", {"idempotency_key": ""}),
-        ("operation_type", {"operation_type": " "}),
-        ("operation_ref", {"operation_ref": "x" * 65}),
+    for field, kwargs, code in (
+        ("idempotency_key", {"idempotency_key": ""}, "entry_field_required"),
+        ("operation_type", {"operation_type": " "}, "entry_field_required"),
+        ("operation_ref", {"operation_ref": "x" * 65}, "entry_field_too_long"),
+        ("memo", {"memo": "x" * 201}, "entry_field_too_long"),
     ):
         args = {"operation_type": "t", "operation_ref": "r", "idempotency_key": key(), **kwargs}
         with pytest.raises(LedgerError) as exc:
             services.post_entry(merchant=merchant, legs=legs, actor=None, **args)
-        assert field in exc.value.message_dict
+        assert field in exc.value.message_dict and exc.value.code == code
 
 
 # ---------------------------------------------------------------- immutability
@@ -308,10 +324,12 @@ def test_whole_reversal_restores_balances(merchant, member):
     assert reversal.reverses_id == entry.pk
     assert selectors.balance(principal) == 1_000
     assert services.reversible_remaining(entry) == {leg.account_id: 0 for leg in entry.legs.all()}
-    with pytest.raises(ReversalError):
+    with pytest.raises(ReversalError) as exc:
         services.reverse_entry(entry, idempotency_key=key("rev"), actor=None)
-    with pytest.raises(ReversalError):
+    assert exc.value.code == "reversal_nothing_left"
+    with pytest.raises(ReversalError) as exc:
         services.reverse_entry(reversal, idempotency_key=key("rev"), actor=None)
+    assert exc.value.code == "reversal_of_reversal"
 
 
 def test_reversal_retry_with_same_key_returns_first(merchant, member):
@@ -335,13 +353,19 @@ def test_partial_reversals_never_exceed_original(merchant, member):
     before = _state()
     with pytest.raises(ReversalError) as exc:
         services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 201, revenue: -201})
-    assert "amounts" in exc.value.message_dict and "only +200" in str(exc.value)
-    with pytest.raises(ReversalError):  # wrong direction
+    assert exc.value.code == "reversal_invalid" and "amounts" in exc.value.message_dict
+    assert "¥2.00" in exc.value.message_text and "¥2.01" in exc.value.message_text
+    with pytest.raises(ReversalError) as exc:  # wrong direction
         services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: -50, revenue: 50})
+    assert exc.value.code == "reversal_wrong_direction"
     with pytest.raises(UnbalancedEntry):  # the parts must balance
         services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 50, revenue: -40})
-    with pytest.raises(ReversalError):  # account not in the entry
+    with pytest.raises(ReversalError) as exc:  # account not in the entry
         services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={cash_account(merchant): 1})
+    assert exc.value.code == "reversal_account_not_in_entry"
+    with pytest.raises(ReversalError) as exc:
+        services.reverse_entry(entry, idempotency_key=key(), actor=None, amounts={principal: 1.5, revenue: -1.5})
+    assert exc.value.code == "reversal_amount_not_integer"
     assert _state() == before
     services.reverse_entry(entry, idempotency_key=key(), actor=None)  # the rest
     assert selectors.balance(principal) == 1_000

@@ -109,8 +109,8 @@ class EntryAdmin(ReadOnlyAdmin):
     search_fields = ("operation_ref", "idempotency_key", "memo")
     date_hierarchy = "posted_at"
     # Codes shown by name (operation, actor); keys and fingerprints are for the services, not for people.
-    exclude = ("fingerprint", "idempotency_key", "operation_type", "actor_label")
-    readonly_fields = ("operation", "actor_name")
+    exclude = ("fingerprint", "idempotency_key", "operation_type", "actor_label", "memo")
+    readonly_fields = ("operation", "actor_name", "memo_shown")
     inlines = [LegInline]
 
     @admin.display(description=_("actor"))
@@ -120,3 +120,7 @@ class EntryAdmin(ReadOnlyAdmin):
     @admin.display(description=_("operation"), ordering="operation_type")
     def operation(self, obj: Entry) -> str:
         return labels.operation_label(obj.operation_type)
+
+    @admin.display(description=_("memo"))
+    def memo_shown(self, obj: Entry) -> str:
+        return labels.memo_label(obj.memo)

@@ -248,7 +248,10 @@ class MemberDetailView(MemberMixin, TemplateView):
             )
         context.update(
             statement=statement,
-            statement_rows=[(line, wallet_selectors.operation_label(line.operation_type)) for line in statement.lines],
+            statement_rows=[
+                (line, wallet_selectors.operation_label(line.operation_type), wallet_selectors.memo_label(line.memo))
+                for line in statement.lines
+            ],
             statement_account=chosen,
             statement_is_money=chosen.account.unit == wallet_services.CNY,
             page_obj=page,

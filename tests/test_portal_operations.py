@@ -491,3 +491,26 @@ def test_a_token_posted_again_with_other_content_is_refused(client_, shop):
     response = client_.post(url(shop, "recharge"), other)
     assert response.status_code == 200 and "different content" in response.content.decode()
     assert Recharge.objects.count() == 1
+
+
+def test_expiry_lines_on_the_statement_read_in_chinese(client_, shop):
+    """The expiry job writes a neutral memo code (it runs in no reader's language); the statement shows
+    it by name in the reader's language, not the code and not English."""
+    services.recharge(member=shop.member, store=shop.store, payment_method="cash", actor=None,
+                      items=[services.RechargeItem(kind="coupon", coupon_template=shop.car_wash_coupon),
+                             services.RechargeItem(kind="voucher", voucher_template=shop.voucher)])  # fmt: skip
+    services.expire_due_benefits(now=timezone.now() + datetime.timedelta(days=800))
+    memos = set(Entry.objects.filter(operation_type="expiry").values_list("memo", flat=True))
+    assert memos == {"voucher_expired", "coupon_expired"}
+    expired = [item.account for item in selectors.statement_accounts(shop.member) if item.account.purpose in
+               ("voucher", "coupon")]  # fmt: skip
+    assert len(expired) == 2
+    for account in expired:
+        response = client_.get(
+            url(shop, "member"), {"tab": "statement", "account": account.pk}, HTTP_ACCEPT_LANGUAGE="zh-hans"
+        )
+        memo = next(
+            memo for line, _operation, memo in response.context["statement_rows"] if line.operation_type == "expiry"
+        )
+        assert memo in ("代金券已过期", "优惠券已过期")
+        assert memo in response.content.decode() and "_expired" not in response.content.decode()

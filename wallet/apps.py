@@ -10,6 +10,7 @@ class WalletConfig(AppConfig):
         from ledger import labels
 
         from .models import PaymentMethod
+        from .services.expiry import EXPIRY_MEMOS, LEGACY_EXPIRY_MEMOS
 
         # Cash accounts are kept per payment method (their detail); operation types wallet.services post.
         labels.register_details("cash", dict(PaymentMethod.choices))
@@ -25,3 +26,4 @@ class WalletConfig(AppConfig):
                 "points_award": _("Points award"),
             }
         )
+        labels.register_memos({**EXPIRY_MEMOS, **LEGACY_EXPIRY_MEMOS})

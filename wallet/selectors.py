@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ledger import labels as ledger_labels
 from ledger import selectors as ledger_selectors
 from ledger.models import Account, Leg
 from members import selectors as member_selectors
@@ -605,6 +606,12 @@ OPERATION_LABELS = {
 
 def operation_label(operation_type: str) -> str:
     return str(OPERATION_LABELS.get(operation_type, operation_type))
+
+
+def memo_label(memo: str) -> str:
+    """An entry's memo as people read it: a code the system wrote (an expiry's) by its name in the
+    active language, a person's reason or note as written."""
+    return ledger_labels.memo_label(memo)
 
 
 OPERATION_MODELS = {"recharge": Recharge, "consumption": Consumption, "refund": EntitlementRefund}

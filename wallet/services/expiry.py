@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
@@ -68,6 +69,19 @@ def _expiry_key(merchant: Merchant, ref: str, left: int) -> str:
     return f"expire:{ref}:{earlier}:{left}"
 
 
+# The memos of expiry entries: neutral codes, shown by name in the reader's language (wallet.apps registers
+# these with ledger.labels; statements show ledger.labels.memo_label). A job posts them, so words written
+# at posting would be in the job's language for good; the statement already names the lot by its account.
+EXPIRY_MEMOS = {
+    "voucher_expired": _("Voucher expired"),
+    "coupon_expired": _("Coupon expired"),
+    "entitlement_expired": _("Entitlement expired"),
+    "points_expired": _("Points expired"),
+}
+# What entries posted before the codes hold (the voucher's was fixed text; the others named the lot).
+LEGACY_EXPIRY_MEMOS = {"voucher expired": EXPIRY_MEMOS["voucher_expired"]}
+
+
 @transaction.atomic
 def expire_voucher(voucher_id: int, now) -> int:
     voucher = Voucher.objects.select_for_update().get(pk=voucher_id)
@@ -77,7 +91,7 @@ def expire_voucher(voucher_id: int, now) -> int:
         ledger.post_entry(
             merchant=voucher.merchant, legs=[ledger.decrease(account, left), ledger.increase(ledger_account(voucher.merchant, Purpose.BREAKAGE), left)],
             operation_type="expiry", operation_ref=f"voucher:{voucher.pk}", idempotency_key=_expiry_key(voucher.merchant, f"voucher:{voucher.pk}", left),
-            actor=None, actor_label="system:expiry", member=voucher.member, memo="voucher expired",
+            actor=None, actor_label="system:expiry", member=voucher.member, memo="voucher_expired",
         )  # fmt: skip
     if voucher.status != Voucher.Status.EXPIRED:
         voucher.status = Voucher.Status.EXPIRED
@@ -102,7 +116,7 @@ def expire_grant(grant_id: int, now) -> int:
         ledger.post_entry(
             merchant=merchant, legs=legs.legs, operation_type="expiry", operation_ref=f"grant:{grant.pk}",
             idempotency_key=_expiry_key(merchant, f"grant:{grant.pk}", left), actor=None, actor_label="system:expiry",
-            member=grant.member, memo=f"{grant} expired",
+            member=grant.member, memo=f"{grant.kind}_expired",
         )  # fmt: skip
     grant.status = Grant.Status.EXPIRED
     grant.save(update_fields=["status"])
@@ -118,6 +132,6 @@ def _expire_points_lot(account: Account) -> int:
     ledger.post_entry(
         merchant=merchant, legs=[ledger.decrease(account, left), ledger.decrease(ledger_account(merchant, Purpose.ISSUANCE, POINT), left)],
         operation_type="expiry", operation_ref=f"points:{account.pk}", idempotency_key=_expiry_key(merchant, f"points:{account.pk}", left),
-        actor=None, actor_label="system:expiry", member=account.member, memo=f"points {account.detail} expired",
+        actor=None, actor_label="system:expiry", member=account.member, memo="points_expired",
     )  # fmt: skip
     return 1

@@ -299,6 +299,8 @@ def test_function_and_python_paths_write_the_same_legs(monkeypatch):
     with pytest.raises(InsufficientBalance) as refused:
         spend(principal, 341)
     assert (refused.value.balance, refused.value.change) == (340, -341)
+    # The function's refusal comes out as the coded error, in yuan: ¥3.40 left, ¥3.41 needed.
+    assert refused.value.code == "insufficient_balance" and "¥3.40" in refused.value.message_text
     assert selectors.reconcile(merchant).clean
 
 

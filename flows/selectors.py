@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from viewflow.workflow.models import Task
 from viewflow.workflow.status import STATUS
 
@@ -251,6 +252,13 @@ def finance_threshold_fen(merchant) -> int:
     """Above this amount a refund request needs finance's approval too (the merchant's setting or the default)."""
     found = FlowSettings.objects.filter(merchant=merchant).values_list("refund_finance_threshold_fen", flat=True)
     return found[0] if found else DEFAULT_FINANCE_THRESHOLD_FEN
+
+
+def recent_refunds_fen(member) -> int:
+    """What the member's refund requests of the last 24 hours come to now, as a new request would count them
+    toward the finance threshold (flows.rules.recent_refunds_fen; the request fixes its own figure under the
+    member's lock when submitted)."""
+    return rules.recent_refunds_fen(member, at=timezone.now())
 
 
 def notifications_for(user: User, *, unread_only: bool = False) -> QuerySet[Notification]:

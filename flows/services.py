@@ -212,7 +212,8 @@ def start_refund_request(
     - kind "stored_value": pay out the unused principal of the stored-value card (现金退款);
     - kind "grant": pay out the unused uses of a coupon or entitlement lot.
     The requester needs `operate_store` on `store` (and on the stores the lines were rung up at); the amount
-    is fixed now and decides whether finance must approve too."""
+    is fixed now, and with what the member's other refund requests of the last 24 hours come to (also fixed
+    now: flows.rules.recent_refunds_fen) decides whether finance must approve too."""
     _check_row(member, Owner, "member")
     merchant = member.merchant
     _check_start(RefundRequest, actor, store, merchant)
@@ -243,9 +244,13 @@ def start_refund_request(
             if open_requests.filter(grant=grant).exists():
                 raise fail("grant", "request_pending", _("A refund request for this lot is still open."))
     amount = execution.refund_amount(kind, member, chosen, grant)
+    # The finance tier counts the member's other recent refund requests (flows.rules), read under the member's
+    # lock taken above: of two requests submitted at once, the second to lock sees the first.
+    now = timezone.now()
+    recent = rules.recent_refunds_fen(member, at=now)
     request = _new_request(
         RefundRequest, merchant=merchant, store=store, actor=actor, reason=reason, kind=kind, member=member,
-        grant=grant, payment_method=payment_method, amount_fen=amount,
+        grant=grant, payment_method=payment_method, amount_fen=amount, recent_refunds_fen=recent, requested_at=now,
     )  # fmt: skip
     if chosen:
         request.lines.set(chosen)

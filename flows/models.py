@@ -613,6 +613,7 @@ class Notification(models.Model):
         EXECUTED = "executed", _("Carried out")
         FAILED = "failed", _("Failed")
         ACTIVATED = "activated", _("Activated")
+        TAKEN_BACK = "taken_back", _("Task taken back")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="flow_notifications")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, related_name="+")

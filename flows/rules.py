@@ -12,6 +12,10 @@ the services (which explain a refusal with a code) and the task queues.
   never decides a later one (finance's), though they may hold both permissions (merchant and platform
   admins do): the finance review above the threshold is always a second person's.
 - Only the requester withdraws, and only before the first review.
+- A claimed task is the claimer's: they give it back, or a merchant admin of the request's merchant (or a
+  platform admin) takes it from them into the queue (`may_take_back`), never the requester or the request's
+  subject, who do not steer its review. A claimer who loses the review permission on the store has their
+  claimed tasks returned at once (flows.signals, on members' `store_roles_revoked`).
 - Refunds' finance tier: finance reviews a refund request too when its amount PLUS the amounts of the same
   member's other refund requests submitted in the 24 hours before it (pending, approved or carried out; not
   rejected, withdrawn or failed) is above the merchant's threshold, so a refund split into requests under the
@@ -116,6 +120,18 @@ def may_review(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser 
 
 def may_withdraw(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
     return _is_active_user(user) and is_requester(request, user)
+
+
+def may_take_back(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """May `user` return a task of the request that someone else claimed to the queue? A merchant admin of the
+    request's merchant, or a platform admin; not the requester nor the request's subject."""
+    if not _is_active_user(user) or is_requester(request, user) or is_subject(request, user):
+        return False
+    if member_selectors.is_platform_admin(user):
+        return True
+    return member_selectors.merchant_of(user) == request.merchant and member_permissions.is_merchant_admin_of(
+        user, request.merchant
+    )
 
 
 def may_reissue_activation(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:

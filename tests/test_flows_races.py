@@ -8,12 +8,14 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ValidationError
 from viewflow.workflow.models import Task
-from viewflow.workflow.status import PROCESS
+from viewflow.workflow.status import PROCESS, STATUS
 
 from flows import services
 from flows.models import Notification, RefundRequest, State, TaskReminder
 from ledger import selectors as ledger_selectors
 from ledger.models import Entry
+from members import services as member_services
+from members.models import Staff
 from tests.flows_helpers import consume_lines, fresh, make_office
 from tests.test_ledger_postgres import run_threads
 from wallet.models import ConsumptionLine, EntitlementRefund
@@ -158,3 +160,34 @@ def test_two_split_refunds_submitted_at_once_count_each_other(trial):
         services.approve(requests[0], actor=office.manager)
         services.approve(requests[1], actor=office.manager2)
     assert fresh(requests[1]).state == State.FINANCE_REVIEW
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_losing_the_role_while_deciding_the_claimed_task(trial):
+    """The manager approves the refund they claimed while the merchant admin revokes their store roles: either
+    the approval came first (carried out, nothing returned), or the task went back to the queue first (the
+    approval refused, the request still waiting) — never an approval after the task was returned, nor a task
+    both decided and returned. A decision locks its task's row; the return is a conditional UPDATE of it."""
+    office = make_office()
+    request = _request(office, 3_000)
+    services.claim(request, actor=office.manager)
+    staff = Staff.objects.select_related("user", "merchant").get(user_id=office.manager.pk)
+
+    def act(i):
+        if i == 0:
+            return member_services.revoke_store_roles(staff, office.store, actor=office.admin, reason="调岗")
+        return services.approve(RefundRequest.objects.get(pk=request.pk), actor=office.manager)
+
+    outcome = _run(2, act)
+    request, task = (
+        fresh(request),
+        Task.objects.get(process_id=request.process_id, flow_task="flows/flows.RefundFlow.review"),
+    )
+    returned = [t.name for t in request_history(request)].count("release")
+    if isinstance(outcome[1], ValidationError):
+        assert (request.state, task.status, task.owner_id, returned) == (State.SUBMITTED, STATUS.NEW, None, 1)
+        assert not EntitlementRefund.objects.exists()
+    else:
+        assert (request.state, task.status, task.owner_id, returned) == (State.EXECUTED, STATUS.DONE,
+                                                                         office.manager.pk, 0)  # fmt: skip
+    assert outcome[0] is None

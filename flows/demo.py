@@ -57,8 +57,11 @@ def load(merchant: Merchant, stores: list[Store], stdout) -> None:
         made.append(request.number)
     services.approve(request, actor=manager, reason="已核实")  # the second now waits for finance
 
-    # A cash refund of the unused uses of an entitlement package.
+    # A cash refund of the unused uses of an entitlement package, of another member than the line refund's: the
+    # finance tier counts a member's refunds of the last 24 hours together (flows.rules).
     grant = Grant.objects.filter(member__in=owners[:24], kind=Grant.Kind.ENTITLEMENT, status=Grant.Status.ACTIVE)
+    if line is not None:
+        grant = grant.exclude(member=line.consumption.member_id)
     grant = grant.order_by("pk").first()
     if grant is not None:
         request = services.start_refund_request(member=grant.member, store=north, kind="grant", actor=operator,

@@ -3,8 +3,8 @@ cancel it. Only flows.services calls these, after checking flows.rules (viewflow
 permission themselves).
 
 Lock order (docs/workflows.md): the process row (the flow lock, as viewflow's task views take it), then the
-request row, then whatever carrying the request out locks (the wallet's member → card → grants → VIP →
-vouchers → lines → balances; members' owner and staff rows).
+request row, then its open task's row, then whatever carrying the request out locks (the wallet's member →
+card → grants → VIP → vouchers → lines → balances; members' owner and staff rows).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from viewflow.workflow.exceptions import FlowLockFailed
@@ -55,8 +56,12 @@ def locked(request: R) -> Iterator[R]:
 
 
 def open_human_task(request: ApprovalRequest) -> Task | None:
+    """The request's open human task, its row locked (after the process and request rows): a claim returned
+    to the queue meanwhile (return_tasks_of, services.return_tasks_out_of_reach: one conditional UPDATE each,
+    without the process lock) is either seen returned, or waits for this decision and skips the done task."""
     return (
         Task.objects.filter(process_id=request.process_id, flow_task_type="HUMAN", status__in=OPEN_TASK_STATUSES)
+        .select_for_update(of=("self",))
         .select_related("process", "owner")
         .order_by("-pk")
         .first()
@@ -125,9 +130,12 @@ def cancel_process(request: ApprovalRequest) -> None:
     flow_of(request).instance.cancel(process)
 
 
+def claimed_tasks_of(user: AbstractBaseUser) -> QuerySet[Task]:
+    """The human tasks the user has claimed and not completed."""
+    return Task.objects.filter(owner=user, status=STATUS.ASSIGNED, flow_task_type="HUMAN")
+
+
 def return_tasks_of(user: AbstractBaseUser) -> int:
     """Every task the user has claimed goes back to its queue (offboarding). One UPDATE: a task the user is
     completing right now is either done first (then skipped) or returned."""
-    return Task.objects.filter(owner=user, status=STATUS.ASSIGNED, flow_task_type="HUMAN").update(
-        owner=None, status=STATUS.NEW, assigned=None
-    )
+    return claimed_tasks_of(user).update(owner=None, status=STATUS.NEW, assigned=None)

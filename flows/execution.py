@@ -407,11 +407,13 @@ def execute_offboarding(request: StaffOffboarding, actor: AbstractBaseUser | Non
     """At once: the staff record and login deactivated with every role group and store permission
     (members.services.deactivate_staff), every other object permission removed, sessions ended, and their
     claimed tasks returned to the queue."""
+    # Their claimed tasks go back as their store roles are revoked (flows.signals) and, any left, below.
+    tasks = engine.claimed_tasks_of(request.staff.user).count()
     staff = member_services.deactivate_staff(request.staff, actor=actor, reason=f"{request.number} {request.reason}")
     user = User.objects.get(pk=staff.user_id)
     permissions = UserObjectPermission.objects.filter(user=user).delete()[0]
     sessions = end_sessions(user)
-    tasks = engine.return_tasks_of(user)
+    engine.return_tasks_of(user)
     return {
         "before": {"is_active": True},
         "after": {"is_active": False, "permissions_removed": permissions, "sessions_ended": sessions,

@@ -273,6 +273,12 @@ class RefundRequest(ApprovalRequest):
     # What the refund comes to when submitted: the approvals (and the finance threshold) are for this amount;
     # execution refuses if it has grown meanwhile (refund_amount_changed).
     amount_fen = models.BigIntegerField(_("amount (fen)"), validators=[MinValueValidator(0)])
+    # What the member's other refund requests of the 24 hours before this one came to when it was submitted
+    # (rules.recent_refunds_fen): counted with `amount_fen` toward the finance threshold, so a refund split
+    # into requests under the threshold still reaches finance.
+    recent_refunds_fen = models.BigIntegerField(
+        _("member's other refunds in the 24 hours before (fen)"), default=0, validators=[MinValueValidator(0)]
+    )
     entitlement_refund = models.OneToOneField(
         EntitlementRefund, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
     )
@@ -296,8 +302,13 @@ class RefundRequest(ApprovalRequest):
         )
         return found[0] if found else DEFAULT_FINANCE_THRESHOLD_FEN
 
+    @property
+    def tier_amount_fen(self) -> int:
+        """The amount the finance threshold applies to: this request's and the member's other recent ones."""
+        return self.amount_fen + self.recent_refunds_fen
+
     def needs_finance_review(self) -> bool:
-        return self.amount_fen > self.finance_threshold_fen()
+        return rules.needs_finance_review(self.amount_fen, self.recent_refunds_fen, self.finance_threshold_fen())
 
     @property
     def idempotency_key(self) -> str:
@@ -602,6 +613,7 @@ class Notification(models.Model):
         EXECUTED = "executed", _("Carried out")
         FAILED = "failed", _("Failed")
         ACTIVATED = "activated", _("Activated")
+        TAKEN_BACK = "taken_back", _("Task taken back")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="flow_notifications")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, null=True, related_name="+")

@@ -23,6 +23,7 @@ MESSAGES = {
     Kind.EXECUTED: _("%(request)s %(number)s was carried out."),
     Kind.FAILED: _("%(request)s %(number)s could not be carried out: %(reason)s"),
     Kind.ACTIVATED: _("%(name)s activated their account (%(number)s)."),
+    Kind.TAKEN_BACK: _("%(request)s %(number)s was taken from your tasks back to the queue by %(by)s: %(reason)s"),
 }
 
 
@@ -63,6 +64,12 @@ def notify(
 def render(notification: Notification) -> str:
     """The notification's text in the active language."""
     model = ContentType.objects.get_for_id(notification.content_type_id).model_class()
-    params = {"request": capfirst(model._meta.verbose_name) if model else "", "number": "", "reason": "", "name": ""}
+    params = {
+        "request": capfirst(model._meta.verbose_name) if model else "",
+        "number": "",
+        "reason": "",
+        "name": "",
+        "by": "",
+    }
     params.update(notification.params or {})
     return str(MESSAGES.get(notification.kind, "%(number)s")) % params

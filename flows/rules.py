@@ -12,6 +12,14 @@ the services (which explain a refusal with a code) and the task queues.
   never decides a later one (finance's), though they may hold both permissions (merchant and platform
   admins do): the finance review above the threshold is always a second person's.
 - Only the requester withdraws, and only before the first review.
+- A claimed task is the claimer's: they give it back, or a merchant admin of the request's merchant (or a
+  platform admin) takes it from them into the queue (`may_take_back`), never the requester or the request's
+  subject, who do not steer its review. A claimer who loses the review permission on the store has their
+  claimed tasks returned at once (flows.signals, on members' `store_roles_revoked`).
+- Refunds' finance tier: finance reviews a refund request too when its amount PLUS the amounts of the same
+  member's other refund requests submitted in the 24 hours before it (pending, approved or carried out; not
+  rejected, withdrawn or failed) is above the merchant's threshold, so a refund split into requests under the
+  threshold still reaches finance (`needs_finance_review`, `recent_refunds_fen`).
 
 The object permissions are guardian's on members.Store; nothing here trusts a global (model) permission
 for a store, except the platform admin's.
@@ -19,6 +27,7 @@ for a store, except the platform admin's.
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -27,7 +36,7 @@ from members import permissions as member_permissions
 from members import selectors as member_selectors
 
 if TYPE_CHECKING:
-    from members.models import Store
+    from members.models import Owner, Store
 
     from .models import ApprovalRequest
 
@@ -113,6 +122,18 @@ def may_withdraw(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUse
     return _is_active_user(user) and is_requester(request, user)
 
 
+def may_take_back(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """May `user` return a task of the request that someone else claimed to the queue? A merchant admin of the
+    request's merchant, or a platform admin; not the requester nor the request's subject."""
+    if not _is_active_user(user) or is_requester(request, user) or is_subject(request, user):
+        return False
+    if member_selectors.is_platform_admin(user):
+        return True
+    return member_selectors.merchant_of(user) == request.merchant and member_permissions.is_merchant_admin_of(
+        user, request.merchant
+    )
+
+
 def may_reissue_activation(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """A new activation code: whoever may start an onboarding at the store (the merchant admin)."""
     return may_act_on_store(user, request.store, MANAGE)
@@ -129,3 +150,35 @@ def may_view(request: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | 
     return member_permissions.is_merchant_admin_of(user, request.merchant) or may_act_on_store(
         user, request.store, VIEW
     )
+
+
+# ---------------------------------------------------------------- the refund's finance tier
+
+# The member's refund requests counted toward a new one's finance tier: those submitted in this window before
+# it, in these states (money paid back or still to be; a rejected, withdrawn or failed request paid nothing).
+FINANCE_WINDOW = datetime.timedelta(hours=24)
+FINANCE_WINDOW_STATES = ("submitted", "finance_review", "approved", "executed")
+
+
+def recent_refunds_fen(member: Owner, *, at: datetime.datetime) -> int:
+    """What the member's refund requests submitted in the FINANCE_WINDOW before `at` come to (fen), rejected,
+    withdrawn and failed ones left out. Read at submission under the member's row lock (flows.services), so two
+    requests submitted at once for one member each count the other, whichever commits first."""
+    from django.db.models import Sum
+
+    from .models import RefundRequest
+
+    total = RefundRequest.objects.filter(
+        merchant_id=member.merchant_id,
+        member_id=member.pk,
+        state__in=FINANCE_WINDOW_STATES,
+        requested_at__gt=at - FINANCE_WINDOW,
+        requested_at__lte=at,
+    ).aggregate(total=Sum("amount_fen"))["total"]
+    return int(total or 0)
+
+
+def needs_finance_review(amount_fen: int, recent_fen: int, threshold_fen: int) -> bool:
+    """Finance reviews a refund request too when it and the member's other recent refund requests together
+    come to more than the merchant's threshold (exactly the threshold does not)."""
+    return amount_fen + recent_fen > threshold_fen

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from viewflow.workflow.models import Task
 from viewflow.workflow.status import STATUS
 
@@ -78,13 +79,18 @@ def _flow_tasks() -> QuerySet[Task]:
     return Task.objects.filter(flow_task__in=_human_nodes(), flow_task_type="HUMAN")
 
 
-def _own_processes(user: User) -> Q:
-    """Processes of requests the user made, that are about the user (their own offboarding), or of which the
-    user decided an earlier stage (four eyes across stages: flows.rules.approved_earlier)."""
+def _made_or_about(user: User) -> Q:
+    """Processes of requests the user made, or that are about the user (their own offboarding)."""
     mine = Q()
     for model in REQUEST_MODELS:
         mine |= Q(process_id__in=model.objects.filter(requested_by=user).values("process_id"))
-    mine |= Q(process_id__in=StaffOffboarding.objects.filter(staff__user=user).values("process_id"))
+    return mine | Q(process_id__in=StaffOffboarding.objects.filter(staff__user=user).values("process_id"))
+
+
+def _own_processes(user: User) -> Q:
+    """Processes of requests the user made, that are about the user (their own offboarding), or of which the
+    user decided an earlier stage (four eyes across stages: flows.rules.approved_earlier)."""
+    mine = _made_or_about(user)
     mine |= Q(
         process_id__in=Task.objects.filter(owner=user, status=STATUS.DONE, flow_task_type="HUMAN").values("process_id")
     )
@@ -132,6 +138,22 @@ def archive_for(user: User) -> QuerySet[Task]:
     if not user.is_authenticated:
         return Task.objects.none()
     return _flow_tasks().filter(owner=user, status=STATUS.DONE).prefetch_related("process").order_by("-finished", "-pk")
+
+
+def tasks_to_take_back(user: User) -> QuerySet[Task]:
+    """Tasks someone else has claimed that the user may return to the queue (flows.rules.may_take_back): a
+    merchant admin's, of their merchant's stores; a platform admin's, any. Never a task of a request they made or
+    that is about them. Only to look at and release: deciding one stays the claimer's (task_for)."""
+    if not user.is_authenticated or not user.is_active:
+        return Task.objects.none()
+    tasks = _flow_tasks().filter(status=STATUS.ASSIGNED).exclude(owner=user)
+    if not member_selectors.is_platform_admin(user):
+        merchant = member_selectors.merchant_of(user)
+        if merchant is None or not member_permissions.is_merchant_admin_of(user, merchant):
+            return Task.objects.none()
+        stores = Store.objects.filter(merchant=merchant).values_list("pk", flat=True)
+        tasks = tasks.filter(owner_permission_obj_pk__in=[str(pk) for pk in stores])
+    return tasks.exclude(_made_or_about(user)).prefetch_related("process")
 
 
 def task_for(user: User, pk: int) -> Task:
@@ -251,6 +273,13 @@ def finance_threshold_fen(merchant) -> int:
     """Above this amount a refund request needs finance's approval too (the merchant's setting or the default)."""
     found = FlowSettings.objects.filter(merchant=merchant).values_list("refund_finance_threshold_fen", flat=True)
     return found[0] if found else DEFAULT_FINANCE_THRESHOLD_FEN
+
+
+def recent_refunds_fen(member) -> int:
+    """What the member's refund requests of the last 24 hours come to now, as a new request would count them
+    toward the finance threshold (flows.rules.recent_refunds_fen; the request fixes its own figure under the
+    member's lock when submitted)."""
+    return rules.recent_refunds_fen(member, at=timezone.now())
 
 
 def notifications_for(user: User, *, unread_only: bool = False) -> QuerySet[Notification]:

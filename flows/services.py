@@ -22,6 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
+from viewflow.workflow.models import Task
+from viewflow.workflow.status import STATUS
 
 from core.errors import DomainError, fail
 from members import selectors as member_selectors
@@ -56,6 +58,7 @@ from .models import (
     State,
     TaskDeadline,
     TaskKind,
+    request_of_process,
 )
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "reissue_activation_code",
     "reject",
     "release",
+    "return_tasks_out_of_reach",
     "run_deadlines",
     "set_task_deadline",
     "start_free_value_request",
@@ -212,7 +216,8 @@ def start_refund_request(
     - kind "stored_value": pay out the unused principal of the stored-value card (现金退款);
     - kind "grant": pay out the unused uses of a coupon or entitlement lot.
     The requester needs `operate_store` on `store` (and on the stores the lines were rung up at); the amount
-    is fixed now and decides whether finance must approve too."""
+    is fixed now, and with what the member's other refund requests of the last 24 hours come to (also fixed
+    now: flows.rules.recent_refunds_fen) decides whether finance must approve too."""
     _check_row(member, Owner, "member")
     merchant = member.merchant
     _check_start(RefundRequest, actor, store, merchant)
@@ -243,9 +248,13 @@ def start_refund_request(
             if open_requests.filter(grant=grant).exists():
                 raise fail("grant", "request_pending", _("A refund request for this lot is still open."))
     amount = execution.refund_amount(kind, member, chosen, grant)
+    # The finance tier counts the member's other recent refund requests (flows.rules), read under the member's
+    # lock taken above: of two requests submitted at once, the second to lock sees the first.
+    now = timezone.now()
+    recent = rules.recent_refunds_fen(member, at=now)
     request = _new_request(
         RefundRequest, merchant=merchant, store=store, actor=actor, reason=reason, kind=kind, member=member,
-        grant=grant, payment_method=payment_method, amount_fen=amount,
+        grant=grant, payment_method=payment_method, amount_fen=amount, recent_refunds_fen=recent, requested_at=now,
     )  # fmt: skip
     if chosen:
         request.lines.set(chosen)
@@ -638,17 +647,88 @@ def claim(request: R, *, actor: AbstractBaseUser) -> R:
 
 
 @transaction.atomic
-def release(request: R, *, actor: AbstractBaseUser) -> R:
-    """Give the request's claimed task back to the queue (whoever claimed it, or a platform admin)."""
+def release(request: R, *, actor: AbstractBaseUser, reason: str = "") -> R:
+    """Give the request's claimed task back to the queue. The claimer does so at will; anyone else only takes it
+    from them as a merchant admin of the request's merchant or a platform admin (rules.may_take_back: never the
+    requester), with a reason, written to the request's history and the audit log and told to the claimer (a
+    claimer away, or one who cannot decide it any more)."""
     with engine.locked(request) as locked:
         task = engine.open_human_task(locked)
         if task is None or task.owner_id is None:
             raise _not_allowed(locked)
-        if task.owner_id != getattr(actor, "pk", None) and not member_selectors.is_platform_admin(actor):
+        if task.owner_id == getattr(actor, "pk", None):
+            engine.release_task(task)
+            return locked
+        if rules.is_requester(locked, actor) or rules.is_subject(locked, actor):
+            raise fail("request", "own_request", _("You made this request; someone else must review it."))
+        if not rules.may_take_back(locked, actor):
             raise fail("task", "task_claimed", _("%(user)s has claimed this task; ask them to release it."),
                        user=str(task.owner))  # fmt: skip
+        reason = _reason(reason, required=True, message=_("Say why the task is taken from whoever claimed it."))
+        claimer = task.owner
         engine.release_task(task)
+        row = _record_release(locked, claimer, actor=actor, reason=reason)
+        member_services.record_audit(actor=actor, action="flows.task_taken_back", target=locked,
+                                     merchant=locked.merchant, before={"task": task.pk, "claimed_by": claimer.pk},
+                                     reason=reason)  # fmt: skip
+        notifications.notify([claimer], Notification.Kind.TAKEN_BACK, locked, event=f"release-{row.pk}",
+                             by=_user_label(actor), reason=reason)  # fmt: skip
     return locked
+
+
+def _user_label(user: AbstractBaseUser | None) -> str:
+    staff = member_selectors.staff_of(user) if user is not None else None
+    return staff.name if staff is not None else (user.get_username() if user is not None else "")
+
+
+def _record_release(request: ApprovalRequest, claimer: AbstractBaseUser, *, actor: Actor, reason: str
+                    ) -> RequestTransition:  # fmt: skip
+    """The request's history says whose claim was taken back (by `actor`; None: the system) and why. Not a
+    transition: the request's state stays as it is."""
+    actor = actor if actor is not None and actor.is_authenticated else None
+    return RequestTransition.objects.create(
+        merchant_id=request.merchant_id,
+        content_type=ContentType.objects.get_for_model(request),
+        object_id=request.pk,
+        name="release",
+        source=request.state,
+        target=request.state,
+        actor=actor,
+        actor_label="" if actor else "system",
+        reason=reason,
+        before={"claimed_by": claimer.pk, "claimed_by_name": _user_label(claimer)},
+    )
+
+
+@transaction.atomic
+def return_tasks_out_of_reach(user: AbstractBaseUser, *, store_ids: Iterable[int], actor: Actor = None,
+                              reason: str = "") -> int:  # fmt: skip
+    """The tasks `user` claimed at the stores `store_ids` and may no longer decide (their roles there revoked or
+    changed: members' `store_roles_revoked`, flows.signals) go back to the queue, each with a history row naming
+    `actor`, who changed the roles. Returns how many. Each task's UPDATE re-checks that it is still theirs and
+    open, and a decision holds its task's row (engine.open_human_task): one of theirs at this moment either
+    finishes first (the UPDATE then skips the done task) or reads the task returned and is refused. No process
+    lock is taken here (the roles' change holds the staff row, and may run inside an offboarding's approval,
+    which holds that request's process)."""
+    user = User.objects.get(pk=user.pk)  # fresh: no permission cached from before the change
+    claimed = (
+        engine.claimed_tasks_of(user)
+        .filter(owner_permission_obj_pk__in=[str(pk) for pk in store_ids])
+        .select_related("process")
+        .order_by("pk")
+    )
+    returned = 0
+    for task in claimed:
+        request = request_of_process(task.process)
+        if rules.may_review(request, user):
+            continue  # still theirs to decide (another role, or a platform admin)
+        taken = Task.objects.filter(pk=task.pk, owner=user, status=STATUS.ASSIGNED).update(
+            owner=None, status=STATUS.NEW, assigned=None
+        )
+        if taken:
+            _record_release(request, user, actor=actor, reason=reason)
+            returned += 1
+    return returned
 
 
 # ---------------------------------------------------------------- carrying out

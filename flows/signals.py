@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm.signals import post_transition
 
 from core.errors import fail
+from members.signals import store_roles_revoked
 
 from .models import ApprovalRequest, MemberChangeRequest, RefundRequest, RequestTransition
 
@@ -53,3 +54,13 @@ def refuse_m2m_change_after_submission(sender, instance, action, **kwargs) -> No
             "request_frozen",
             _("A submitted request cannot be changed; withdraw it and submit a new one."),
         )
+
+
+@receiver(store_roles_revoked, dispatch_uid="flows.return_tasks_out_of_reach")
+def return_tasks_out_of_reach(sender, staff, store_ids, actor=None, reason: str = "", **kwargs) -> None:
+    """A staff member lost permissions on stores (members.services): the tasks they claimed there and may no
+    longer decide go back to the queue at once, in the same transaction, instead of waiting on someone who
+    cannot decide them (and whom nobody else could take them from)."""
+    from .services import return_tasks_out_of_reach as return_tasks
+
+    return_tasks(staff.user, store_ids=store_ids, actor=actor, reason=reason)

@@ -31,6 +31,7 @@ from .models import (
     check_merchant_of,
     mobile_validator,
 )
+from .signals import store_roles_revoked
 
 User = get_user_model()
 
@@ -477,6 +478,8 @@ def revoke_store_roles(staff: Staff, store: Store, *, actor: AbstractBaseUser | 
         before={"store": store.pk},
         reason=reason,
     )
+    # What they had claimed at the store and may no longer decide goes back to the queue (flows).
+    store_roles_revoked.send(sender=Staff, staff=staff, store_ids=[store.pk], actor=actor, reason=reason)
 
 
 # ---------------------------------------------------------------- staff changes (role, stores, active)
@@ -600,6 +603,10 @@ def change_staff_role(staff: Staff, role: str, *, actor: AbstractBaseUser | None
     _apply_role(staff)
     record_audit(actor=actor, action="staff.role_changed", target=staff, merchant=staff.merchant,
                  before={"role": previous}, after={"role": role}, reason=reason)  # fmt: skip
+    # The old role's permissions went on every store they work at (an approver made an operator no longer
+    # approves): what they claimed and may no longer decide goes back to the queue (flows).
+    store_roles_revoked.send(sender=Staff, staff=staff, store_ids=list(staff.stores.values_list("pk", flat=True)),
+                             actor=actor, reason=reason)  # fmt: skip
     return staff
 
 

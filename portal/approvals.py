@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from core.money import yuan
+from flows import rules
 from flows.models import (
     OPEN_STATES,
     REQUEST_MODELS,
@@ -133,6 +134,19 @@ def _member_change(request: MemberChangeRequest) -> str:
     return ""  # rooms: listed on the request's page
 
 
+def recent_refunds_text(request: RefundRequest, threshold_fen: int) -> str:
+    """Why a refund request is (or is not) in finance's tier although its own amount may be under the
+    threshold: what it comes to with the member's other refund requests of the 24 hours before it."""
+    if rules.needs_finance_review(request.amount_fen, request.recent_refunds_fen, threshold_fen):
+        message = _("Together with the member's other refunds of the 24 hours before (%(others)s): %(total)s, "
+                    "above the finance review threshold of %(threshold)s.")  # fmt: skip
+    else:
+        message = _("Together with the member's other refunds of the 24 hours before (%(others)s): %(total)s, "
+                    "within the finance review threshold of %(threshold)s.")  # fmt: skip
+    return message % {"total": yuan(request.tier_amount_fen), "others": yuan(request.recent_refunds_fen),
+                      "threshold": yuan(threshold_fen)}  # fmt: skip
+
+
 def summary(request: ApprovalRequest) -> str:
     """One line for the queues and lists: what is asked, for whom."""
     if isinstance(request, RefundRequest):
@@ -170,9 +184,12 @@ def facts(request: ApprovalRequest) -> list[tuple[str, str | SafeString]]:
         rows.append((
             _("Approvals"),
             _("store manager, then finance (above %(threshold)s)") % {"threshold": yuan(threshold)}
-            if request.amount_fen > threshold
+            if rules.needs_finance_review(request.amount_fen, request.recent_refunds_fen, threshold)
             else _("store manager (finance from above %(threshold)s)") % {"threshold": yuan(threshold)},
         ))  # fmt: skip
+        if request.recent_refunds_fen:
+            # The finance tier counts the member's other refund requests of the 24 hours before (flows.rules).
+            rows.append((_("Refunds in 24 hours"), recent_refunds_text(request, threshold)))
         if request.state == State.FAILED:
             rows.append((_("Why it failed"), request.failure_message))
     elif isinstance(request, MemberChangeRequest):

@@ -152,6 +152,7 @@ def request_context(request: ApprovalRequest) -> dict:
                 "source": _state_label(row.source),
                 "target": _state_label(row.target),
                 "at": row.at,
+                "note": _history_note(row),
             }
             for row in flow_selectors.history_of(request).select_related("actor__staff")
         ],  # fmt: skip
@@ -161,6 +162,15 @@ def request_context(request: ApprovalRequest) -> dict:
     if isinstance(request, FreeValueRequest):
         context["free_value"] = free_value_effect(request)
     return context
+
+
+def _history_note(row) -> str:
+    """What a history row that is no transition says: a claim taken back to the queue (flows.services.release
+    by a merchant admin, or return_tasks_out_of_reach when the claimer lost the role)."""
+    if row.name == "release":
+        return _("Task taken from %(user)s and returned to the queue.") % {
+            "user": (row.before or {}).get("claimed_by_name") or "—"}  # fmt: skip
+    return ""
 
 
 def _state_label(state: str) -> str:
@@ -219,14 +229,27 @@ def _free_value_record(request: FreeValueRequest) -> str:
 
 
 class TaskMixin(ApprovalsMixin):
-    """The task of the URL, if the user may open it (flows.selectors.task_for), and its request."""
+    """The task of the URL, if the user may open it (flows.selectors.task_for), and its request. Views that
+    allow it (the task page, the release) also find a task someone else claimed that the user may take back to
+    the queue (a merchant admin: selectors.tasks_to_take_back); deciding or claiming it never does."""
+
+    taking_back = False
 
     @cached_property
     def task(self) -> Task:
+        user = self.request.user
         try:
-            return flow_selectors.task_for(self.request.user, int(self.kwargs["pk"]))
+            return flow_selectors.task_for(user, int(self.kwargs["pk"]))
         except (Task.DoesNotExist, ValueError, OverflowError):
-            raise Http404(_("No such task.")) from None
+            found = None
+            if self.taking_back:
+                try:
+                    found = flow_selectors.tasks_to_take_back(user).filter(pk=int(self.kwargs["pk"])).first()
+                except (ValueError, OverflowError):
+                    found = None
+            if found is None:
+                raise Http404(_("No such task.")) from None
+            return found
 
     @cached_property
     def request_obj(self) -> ApprovalRequest:
@@ -242,9 +265,13 @@ class TaskMixin(ApprovalsMixin):
     def is_mine(self) -> bool:
         return self.task.owner_id == self.request.user.pk and self.task.status == STATUS.ASSIGNED
 
+    def is_taken_by_other(self) -> bool:
+        return self.task.status == STATUS.ASSIGNED and self.task.owner_id != self.request.user.pk
+
 
 class TaskView(TaskMixin, TemplateView):
     template_name = "portal/tasks/task.html"
+    taking_back = True
 
     def get_context_data(self, form: DecisionForm | None = None, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -258,6 +285,7 @@ class TaskView(TaskMixin, TemplateView):
             form=form or DecisionForm(), request_url=approvals.request_url(self.request_obj),
             title=f"{task.flow_task.task_title if task.flow_task else ''} · {self.request_obj.number}",
             may_review=rules.may_review(self.request_obj, user),
+            may_take_back=self.is_taken_by_other() and rules.may_take_back(self.request_obj, user),
         )  # fmt: skip
         return context
 
@@ -287,17 +315,29 @@ class ClaimView(_TaskAction):
 
 
 class ReleaseView(_TaskAction):
-    """Give a claimed task back to the queue."""
+    """Give a claimed task back to the queue: one's own, or, for a merchant admin, one someone else claimed
+    (with a reason; flows.services.release checks again and tells the claimer)."""
+
+    taking_back = True
 
     def post(self, request, *args, **kwargs):
-        if not self.is_mine():
+        if self.is_mine():
+            try:
+                flow_services.release(self.request_obj, actor=request.user)
+            except DomainError as exc:
+                return self.refused(exc)
+            messages.success(request, _("%(number)s is back in the queue.") % {"number": self.request_obj.number})
+            return redirect("tasks:queue")
+        if not self.is_taken_by_other():
             raise Http404(_("No such task."))
+        claimer = approvals.person(self.task.owner)
         try:
-            flow_services.release(self.request_obj, actor=request.user)
+            flow_services.release(self.request_obj, actor=request.user, reason=request.POST.get("reason", ""))
         except DomainError as exc:
             return self.refused(exc)
-        messages.success(request, _("%(number)s is back in the queue.") % {"number": self.request_obj.number})
-        return redirect("tasks:queue")
+        messages.success(request, _("%(number)s was taken from %(user)s and is back in the queue.") % {
+            "number": self.request_obj.number, "user": claimer})  # fmt: skip
+        return redirect(approvals.request_url(self.request_obj))
 
 
 class DecideView(TaskView):
@@ -305,6 +345,7 @@ class DecideView(TaskView):
     the stage are checked there again, under the request's locks). A refusal shows on the task page."""
 
     http_method_names = ["post"]
+    taking_back = False  # a task someone else claimed is not there to decide
 
     def post(self, request, *args, **kwargs):
         if self.task.status not in (STATUS.NEW, STATUS.ASSIGNED):
@@ -373,7 +414,9 @@ class RequestView(RequestMixin, TemplateView):
             try:
                 task_url = reverse("tasks:task", kwargs={"pk": flow_selectors.task_for(user, task.pk).pk})
             except Task.DoesNotExist:
-                task_url = None
+                # A merchant admin opens a task someone else claimed to take it back to the queue.
+                if flow_selectors.tasks_to_take_back(user).filter(pk=task.pk).exists():
+                    task_url = reverse("tasks:task", kwargs={"pk": task.pk})
         context.update(
             title=f"{request._meta.verbose_name} {request.number}", task=task, task_url=task_url,
             waiting_for=approvals.person(task.owner) if task is not None and task.owner_id else "",

@@ -599,6 +599,7 @@ class RefundView(OperationView):
         context["line_choices"] = [(line, str(line.pk) in chosen, pending.get(line.pk)) for line in lines]
         context["is_request"] = True
         context["finance_threshold_fen"] = flow_selectors.finance_threshold_fen(self.member.merchant)
+        context["recent_refunds_fen"] = flow_selectors.recent_refunds_fen(self.member)
         return context
 
     def quote(self, form: RefundForm) -> wallet_quotes.Quote:

@@ -298,15 +298,14 @@ def test_no_portal_page_answers_500_to_odd_parameters(client, who):
     assert failures == []
 
 
-# ---------------------------------------------------------------- found, left open (decisions for the product)
+# ---------------------------------------------------------------- found open, decided and fixed afterwards
 
 
-@pytest.mark.xfail(strict=True, reason="open: the finance threshold is per request; splitting is not caught")
 def test_a_refund_split_into_requests_under_the_threshold_still_reaches_finance():
     """Hole (medium, a policy decision): ¥1,800 of lines refunded as two ¥900 requests (the default threshold is
-    ¥1,000) is approved by the store manager alone, twice. The product could count the member's other refund
-    requests of the last 24 hours (not rejected, withdrawn or failed) toward the threshold; that changes what
-    the demo and the browser test expect of their "small" refunds, so it is left to the product's owner."""
+    ¥1,000) was approved by the store manager alone, twice. Decided: the threshold applies to a request's amount
+    plus the member's other refund requests of the 24 hours before it that are pending, approved or carried out
+    (flows.rules.recent_refunds_fen; test_flows_refunds.py has the table, test_flows_races.py the race)."""
     office = make_office()
     lines = consume_lines(office, 90_000, 90_000)
     first, second = (
@@ -320,12 +319,13 @@ def test_a_refund_split_into_requests_under_the_threshold_still_reaches_finance(
     assert State.FINANCE_REVIEW in (fresh(first).state, fresh(second).state)
 
 
-@pytest.mark.xfail(strict=True, reason="open: only the claimer or a platform admin (by code) releases a task")
 def test_a_task_claimed_by_someone_who_lost_the_role_goes_back_to_the_queue():
-    """Hole (low, availability): a manager claims a refund, then loses the store's approver role (not an
-    offboarding, which returns their tasks). They may no longer decide it, nobody else may either
-    (task_claimed), the merchant admin cannot release it, and the portal offers no release to anyone but the
-    claimer: the refund waits for a platform admin with a shell."""
+    """Hole (low, availability): a manager claimed a refund, then lost the store's approver role (not an
+    offboarding, which returned their tasks). They could no longer decide it, nobody else could either
+    (task_claimed), the merchant admin could not release it, and the portal offered no release to anyone but the
+    claimer: the refund waited for a platform admin with a shell. Fixed: losing the role returns the claim
+    (members' store_roles_revoked, handled by the flows), and a merchant admin takes any claimed task of their
+    merchant back (services.release with a reason; tests/test_flows_claims.py has both, pages included)."""
     office = make_office()
     request = _refund(office, 500)
     services.claim(request, actor=office.manager)

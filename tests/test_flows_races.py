@@ -1,18 +1,21 @@
 """Races of the approval workflows on PostgreSQL with real threads: two approvers at the same instant, a
 doubled execution, a withdrawal racing the review, two deadline jobs at once. Each happens once."""
 
+import contextlib
 import threading
 from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from viewflow.workflow.models import Task
-from viewflow.workflow.status import PROCESS
+from viewflow.workflow.status import PROCESS, STATUS
 
 from flows import services
 from flows.models import Notification, RefundRequest, State, TaskReminder
 from ledger import selectors as ledger_selectors
 from ledger.models import Entry
+from members import services as member_services
+from members.models import Staff
 from tests.flows_helpers import consume_lines, fresh, make_office
 from tests.test_ledger_postgres import run_threads
 from wallet.models import ConsumptionLine, EntitlementRefund
@@ -122,3 +125,69 @@ def test_two_deadline_jobs_at_once_remind_once():
     assert set(TaskReminder.objects.values_list("task_id", flat=True)) == {task.pk}
     per_user = Notification.objects.values_list("user_id", "kind")
     assert len(list(per_user)) == len(set(per_user))
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_two_split_refunds_submitted_at_once_count_each_other(trial):
+    """¥1,800 of lines asked back as two ¥900 requests at the same instant (the threshold is ¥1,000): the member's
+    other refunds of the last 24 hours are read under the member's row lock, so the second to lock sees the
+    first, never both see none. Each thread also waits a moment after reading, for the other to read too: with
+    the lock, the other is still waiting for it; without it, both would read nothing."""
+    from flows import rules
+
+    office = make_office()
+    lines = consume_lines(office, 90_000, 90_000)
+    both_read = threading.Barrier(2)
+    real = rules.recent_refunds_fen
+
+    def read_then_linger(member, *, at):
+        found = real(member, at=at)
+        # Broken (not reached by the other) when the member lock holds the other back.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(timeout=2)
+        return found
+
+    operators = (office.operator, office.operator2)
+    with mock.patch("flows.rules.recent_refunds_fen", side_effect=read_then_linger):
+        outcome = _run(2, lambda i: services.start_refund_request(
+            member=office.member, store=office.store, kind="lines", actor=operators[i], reason="拆分",
+            lines=[lines[i]]))  # fmt: skip
+    assert not [r for r in outcome.values() if isinstance(r, ValidationError)]
+    requests = sorted(RefundRequest.objects.all(), key=lambda r: r.recent_refunds_fen)
+    assert [r.recent_refunds_fen for r in requests] == [0, 90_000]
+    assert [r.needs_finance_review() for r in requests] == [False, True]
+    with mock.patch("flows.tasks.execute_request_task.delay"):
+        services.approve(requests[0], actor=office.manager)
+        services.approve(requests[1], actor=office.manager2)
+    assert fresh(requests[1]).state == State.FINANCE_REVIEW
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_losing_the_role_while_deciding_the_claimed_task(trial):
+    """The manager approves the refund they claimed while the merchant admin revokes their store roles: either
+    the approval came first (carried out, nothing returned), or the task went back to the queue first (the
+    approval refused, the request still waiting) — never an approval after the task was returned, nor a task
+    both decided and returned. A decision locks its task's row; the return is a conditional UPDATE of it."""
+    office = make_office()
+    request = _request(office, 3_000)
+    services.claim(request, actor=office.manager)
+    staff = Staff.objects.select_related("user", "merchant").get(user_id=office.manager.pk)
+
+    def act(i):
+        if i == 0:
+            return member_services.revoke_store_roles(staff, office.store, actor=office.admin, reason="调岗")
+        return services.approve(RefundRequest.objects.get(pk=request.pk), actor=office.manager)
+
+    outcome = _run(2, act)
+    request, task = (
+        fresh(request),
+        Task.objects.get(process_id=request.process_id, flow_task="flows/flows.RefundFlow.review"),
+    )
+    returned = [t.name for t in request_history(request)].count("release")
+    if isinstance(outcome[1], ValidationError):
+        assert (request.state, task.status, task.owner_id, returned) == (State.SUBMITTED, STATUS.NEW, None, 1)
+        assert not EntitlementRefund.objects.exists()
+    else:
+        assert (request.state, task.status, task.owner_id, returned) == (State.EXECUTED, STATUS.DONE,
+                                                                         office.manager.pk, 0)  # fmt: skip
+    assert outcome[0] is None

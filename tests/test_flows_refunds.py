@@ -1,6 +1,7 @@
 """Refund requests: the state machine, its history, threshold routing to finance, maker-checker, and
 execution through the wallet exactly once (SQLite; the PostgreSQL races are in test_flows_races.py)."""
 
+import datetime
 from unittest import mock
 
 import pytest
@@ -344,3 +345,83 @@ def test_refund_requests_are_scoped_to_the_merchant_and_store():
             assert codes(exc.value) == {"review_forbidden"}, outsider
     assert fresh(request).state == State.SUBMITTED
     assert RefundRequest.objects.filter(state=State.SUBMITTED).count() == 1
+
+
+# ---------------------------------------------------------------- the finance tier counts the last 24 hours
+# A refund split into requests under the threshold still reaches finance: the threshold applies to a request's
+# amount plus the member's other refund requests of the 24 hours before it that are pending, approved or
+# carried out (flows.rules.recent_refunds_fen); rejected, withdrawn and failed ones paid nothing and do not count.
+
+
+def _earlier(office, how: str) -> RefundRequest:
+    request = lines_request(office, 120_000 if how == "finance_review" else 60_000)
+    if how == "withdrawn":
+        services.withdraw(request, actor=office.operator)
+    elif how == "rejected":
+        services.reject(request, actor=office.manager, reason="不符合")
+    elif how in ("approved", "executed"):
+        with mock.patch("flows.tasks.execute_request_task.delay"):  # approved: the worker has not run it yet
+            services.approve(request, actor=office.manager)
+        if how == "executed":
+            services.execute_request(fresh(request))
+    elif how == "failed":
+        wallet.refund_consumption_lines(member=office.member, lines=list(request.lines.all()), reason="直接退",
+                                        actor=None)  # fmt: skip
+        services.approve(request, actor=office.manager)
+        services.execute_request(fresh(request))
+    elif how == "finance_review":
+        services.approve(request, actor=office.manager)
+    assert fresh(request).state == how
+    return fresh(request)
+
+
+@pytest.mark.parametrize(
+    "how, counted",
+    [("submitted", True), ("finance_review", True), ("approved", True), ("executed", True),
+     ("rejected", False), ("withdrawn", False), ("failed", False)],
+)  # fmt: skip
+def test_the_members_other_refunds_of_24_hours_count_toward_the_threshold(how, counted):
+    office = make_office()
+    earlier = _earlier(office, how)
+    request = lines_request(office, 50_000)  # ¥500 alone, ¥1,100 with a ¥600 earlier one (¥1,700 with ¥1,200)
+    assert request.recent_refunds_fen == (earlier.amount_fen if counted else 0)
+    assert request.needs_finance_review() is counted
+    services.approve(request, actor=office.manager2)
+    assert fresh(request).state in ((State.FINANCE_REVIEW,) if counted else (State.APPROVED, State.EXECUTED))
+
+
+def test_refunds_older_than_24_hours_or_of_another_member_do_not_count():
+    office = make_office()
+    old = lines_request(office, 60_000)
+    RefundRequest.objects.filter(pk=old.pk).update(
+        requested_at=old.requested_at - datetime.timedelta(hours=24, seconds=1)
+    )
+    other = make_office()  # another merchant's member: nothing of theirs counts either
+    lines_request(other, 90_000)
+    request = lines_request(office, 50_000)
+    assert (request.recent_refunds_fen, request.needs_finance_review()) == (0, False)
+    # Within the window: counted, up to exactly the threshold without finance.
+    RefundRequest.objects.filter(pk=old.pk).update(requested_at=old.requested_at - datetime.timedelta(hours=23))
+    services.withdraw(request, actor=office.operator)
+    exact = lines_request(office, 40_000)  # ¥600 + ¥400 = ¥1,000.00: exactly the threshold
+    assert (exact.recent_refunds_fen, exact.needs_finance_review()) == (60_000 + 0, False)
+    more = lines_request(office, 1)  # ¥1,000.01 with the ¥600 and ¥400 pending
+    assert (more.recent_refunds_fen, more.needs_finance_review()) == (100_000, True)
+
+
+def test_the_tier_is_fixed_at_submission_and_the_threshold_read_at_review():
+    """What the member's other refunds came to is part of what was submitted (frozen); the merchant's
+    threshold is the one in force when the store manager decides, as before."""
+    office = make_office()
+    first = lines_request(office, 60_000)
+    second = lines_request(office, 50_000)
+    services.withdraw(first, actor=office.operator)  # the second was submitted while it counted
+    assert fresh(second).recent_refunds_fen == 60_000 and fresh(second).needs_finance_review()
+    second = fresh(second)
+    second.recent_refunds_fen = 0
+    with pytest.raises(ValidationError) as exc:
+        second.save()
+    assert codes(exc.value) == {"request_frozen"}
+    services.update_flow_settings(office.merchant, actor=office.admin, refund_finance_threshold_fen=200_000)
+    services.approve(fresh(second), actor=office.manager)
+    assert fresh(second).state in (State.APPROVED, State.EXECUTED)

@@ -199,6 +199,35 @@ def test_finance_approves_a_refund_above_the_threshold_through_the_pages(
     assert EntitlementRefund.objects.get(member=a.member).total_fen == 150_000
 
 
+def test_a_split_refund_says_why_finance_reviews_it(client, world, django_capture_on_commit_callbacks):
+    """¥1,100 asked back as ¥600 and ¥500: the second request's task page says it comes to more than the
+    threshold with the member's other refund of the last 24 hours; the manager's approval sends it to finance.
+    The operator's confirmation page said what the member's other recent refunds came to."""
+    a = world.a
+    first = _refund(a, a.store, a.operator, 60_000)
+    line = _lines(a, a.store, 50_000)[0]
+    data = {"refund-token": str(uuid.uuid4()), "refund-kind": "lines", "refund-store": a.store.pk,
+            "refund-lines": [line.pk], "refund-reason": "顾客投诉"}  # fmt: skip
+    confirmation = login(client, a.operator).post(_refund_page(a.member), data, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "该会员24小时内其他退款申请合计 ¥600.00" in confirmation.content.decode()
+    post_confirmed(client, _refund_page(a.member), data)
+    second = RefundRequest.objects.get(lines=line)
+    assert (second.amount_fen, second.recent_refunds_fen) == (50_000, 60_000)
+    login(client, a.manager)
+    page = client.get(_url("task", task_of(second)), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "与该会员24小时内其他退款（¥600.00）合计 ¥1,100.00，超过财务审核线 ¥1,000.00。" in page
+    english = client.get(_url("task", task_of(second))).content.decode()
+    assert "Together with the member&#x27;s other refunds of the 24 hours before (¥600.00): ¥1,100.00, above" in english
+    assert "24 hours" not in client.get(_url("task", task_of(first))).content.decode()  # the first counts none
+    client.post(_url("claim", task_of(second)))
+    assert client.post(_url("decide", task_of(second)), {"decision": "approve"}).status_code == 302
+    assert fresh(second).state == State.FINANCE_REVIEW
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(_url("claim", task_of(first)))
+        client.post(_url("decide", task_of(first)), {"decision": "approve"})
+    assert fresh(first).state == State.EXECUTED  # ¥600 alone: the store manager's
+
+
 # ---------------------------------------------------------------- maker-checker and typed URLs
 
 

@@ -38,6 +38,7 @@ from wallet import selectors as wallet_selectors
 from wallet import services as wallet_services
 
 from .forms import ConsumptionForm, MemberSearchForm, OperationForm, RechargeForm, RefundForm, SummaryLayout
+from .pagination import TwoEndedPaginator
 
 PAGE_SIZE = 20
 STATEMENT_DAYS = 30
@@ -154,7 +155,7 @@ class MemberDetailView(MemberMixin, TemplateView):
         return context
 
     def paginate(self, queryset, per_page: int = PAGE_SIZE, param: str = "page"):
-        paginator = Paginator(queryset, per_page)
+        paginator = TwoEndedPaginator(queryset, per_page)
         try:
             return paginator.page(self.request.GET.get(param) or 1)
         except InvalidPage:

@@ -487,6 +487,35 @@ def _insert_history(members: dict, ctx: dict, block: int) -> tuple[bool, dict]:
     return replica, counts
 
 
+def _existing(label: str) -> dict:
+    """The newest dataset `label` already in the database (--reuse), described as _build describes it."""
+    from django.db import connection
+
+    from members.models import Merchant, Owner, Staff
+
+    merchant = Merchant.objects.filter(code__startswith=f"pb-{label}-").order_by("-pk").first()
+    if merchant is None:
+        raise SystemExit(f"--reuse: no {label} dataset in this database; run without --reuse first")
+    owners = Owner.objects.filter(merchant=merchant).order_by("joined_at", "pk")
+    ids = list(owners.values_list("pk", flat=True))
+    first = owners.first()
+    counts = {}
+    with connection.cursor() as cursor:
+        for kind, table in (("recharge", "wallet_recharge"), ("consumption", "wallet_consumption"),
+                            ("service_record", "wallet_servicerecord"), ("refund", "wallet_entitlementrefund"),
+                            ("cash_refund", "wallet_cashrefund"), ("entries", "ledger_entry")):  # fmt: skip
+            cursor.execute(f"SELECT count(*) FROM {table} WHERE merchant_id = %s", [merchant.pk])
+            counts[kind] = cursor.fetchone()[0]
+        cursor.execute("SELECT min(posted_at), max(posted_at) FROM ledger_entry WHERE merchant_id = %s", [merchant.pk])
+        low, high = cursor.fetchone()
+    return {
+        "label": label, "merchant": merchant, "owners": len(ids), "entries": counts["entries"],
+        "admin": Staff.objects.get(merchant=merchant, role="merchant_admin").user, "heavy": ids[0], "light": ids[1],
+        "history_s": 0.0, "counts": counts, "search_mobile": f"{first.mobile[:3]}{len(ids) // 2:08d}",
+        "search_number": owners.get(pk=ids[len(ids) // 3]).member_number, "span_days": (high - low).days,
+    }  # fmt: skip
+
+
 def _maintenance() -> None:
     """Fresh statistics and visibility maps after the bulk inserts, as autovacuum would leave them."""
     from django.db import connection
@@ -551,13 +580,15 @@ def _time_page(client, url: str, params: dict, runs: int, warmup: int) -> tuple[
     return times, counted[0], size
 
 
-def _measure(fx: dict, runs: int, warmup: int) -> dict[str, dict]:
+def _measure(fx: dict, runs: int, warmup: int, only: list[str]) -> dict[str, dict]:
     from django.test import Client
 
     client = Client()
     client.force_login(fx["admin"])
     results = {}
     for name, url, params in _pages(fx):
+        if only and not any(part in name for part in only):
+            continue
         times, queries, size = _time_page(client, url, params, runs, warmup)
         ordered = sorted(times)
         results[name] = {
@@ -586,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-day", type=float, default=400.0, help="entries a day in both sets (default 400)")
     parser.add_argument("--block", type=int, default=100_000, help="entries per INSERT block (default 100,000)")
     parser.add_argument("--no-reconcile", action="store_true", help="skip ledger reconciliation of the fixtures")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the newest datasets already in the database instead of building"
+    )
+    parser.add_argument("--pages", default="", help="time only the pages whose names contain one of these (a,b,…)")
     args = parser.parse_args(argv)
     for owners, entries in ((args.small_owners, args.small_entries), (args.owners, args.entries)):
         if owners < 3 or entries < HEAVY_ENTRIES + LIGHT_ENTRIES + owners - 2:
@@ -618,9 +653,12 @@ def main(argv: list[str] | None = None) -> int:
         ("small", args.small_owners, args.small_entries, "138"),
         ("large", args.owners, args.entries, "139"),
     ):
-        fx = _build(label, owners, entries, args.per_day, args.block, tag, prefix)
-        _maintenance()
-        if not args.no_reconcile:
+        if args.reuse:
+            fx = _existing(label)
+        else:
+            fx = _build(label, owners, entries, args.per_day, args.block, tag, prefix)
+            _maintenance()
+        if not args.no_reconcile and not args.reuse:
             t0 = time.perf_counter()
             report = ledger_selectors.reconcile(fx["merchant"])
             fx["reconcile"] = report
@@ -628,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             for problem in report.problems[:5]:
                 _log(f"  {problem}")
         _log(f"{label}: timing {len(_pages(fx))} pages x {args.runs} requests ...")
-        measured[label] = _measure(fx, args.runs, args.warmup)
+        measured[label] = _measure(fx, args.runs, args.warmup, [p for p in args.pages.split(",") if p])
         sets.append(fx)
 
     # ---------------------------------------------------------------- report
@@ -646,8 +684,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(f"{'page':28} {'small p50':>9} {'p95':>8} {'large p50':>9} {'p95':>8} {'growth':>7} {'queries':>9}")
-    summary: dict = {"owners": args.owners, "entries": args.entries, "small_owners": args.small_owners,
-                     "small_entries": args.small_entries, "runs": args.runs, "per_day": args.per_day}  # fmt: skip
+    summary: dict = {"owners": sets[1]["owners"], "entries": sets[1]["entries"], "small_owners": sets[0]["owners"],
+                     "small_entries": sets[0]["entries"], "runs": args.runs, "per_day": args.per_day,
+                     "reused": args.reuse}  # fmt: skip
     failed = []
     for name in large:
         s, lg = small[name], large[name]
@@ -668,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"member pages, 5,000-entry member p95 / 10-entry member p95 (goal <= {MEMBER_GOAL}):")
     print(f"{'tab':16} {'small':>7} {'large':>7}")
     for tab in TABS:
+        if f"member10_{tab}" not in large or f"member5000_{tab}" not in large:
+            continue
         ratios = []
         for label, results in (("small", small), ("large", large)):
             light, heavy = results[f"member10_{tab}"]["p95_ms"], results[f"member5000_{tab}"]["p95_ms"]

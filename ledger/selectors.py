@@ -217,17 +217,36 @@ def first_entry_id(merchant_id: int, at: datetime.datetime) -> Subquery:
     posts took their ids, so an account's legs since `at` are a range of ledger_leg_account_idx (account,
     entry) instead of the account's whole history (the posted_at condition still decides which legs count).
     An index-only read of ledger_entry_posted_id_idx over the entries since `at`."""
-    return Subquery(
+    return Subquery(_first_entry_ids(merchant_id, at))
+
+
+def _first_entry_ids(merchant_id: int, at: datetime.datetime) -> QuerySet:
+    # Grouped by the merchant rather than a plain MIN: PostgreSQL reads a plain MIN(id) down the primary
+    # key from the oldest entry, filtering every entry before `at`.
+    return (
         Entry.objects.filter(merchant_id=merchant_id, posted_at__gte=at)
         .order_by()
         .values("merchant_id")
         .annotate(first=Min("id"))
-        .values("first")
+        .values_list("first", flat=True)
     )
 
 
-def _leg_sum(legs: QuerySet[Leg]) -> Subquery:
-    return Subquery(legs.order_by().values("account_id").annotate(t=Sum("amount")).values("t"))
+# A bounded account's cached balance with, in one pass over its legs since the period's first entry id: their
+# sum, and the count and sum of those in the period. Read in one statement, so the opening balance (the
+# balance less what was posted since) is of one moment.
+_BOUNDED_SUMMARY_SQL = """
+SELECT b.balance, COALESCE(s.since, 0), COALESCE(s.n, 0), COALESCE(s.t, 0)
+FROM ledger_accountbalance b
+LEFT JOIN (
+    SELECT l.account_id, SUM(l.amount) AS since,
+           COUNT(*) FILTER (WHERE e.posted_at < %s) AS n, SUM(l.amount) FILTER (WHERE e.posted_at < %s) AS t
+    FROM ledger_leg l JOIN ledger_entry e ON e.id = l.entry_id
+    WHERE l.account_id = %s AND l.entry_id >= %s AND e.posted_at >= %s
+    GROUP BY l.account_id
+) s ON s.account_id = b.account_id
+WHERE b.account_id = %s
+"""
 
 
 def statement_page(
@@ -238,33 +257,39 @@ def statement_page(
     offset: int = 0,
     limit: int = 50,
 ) -> StatementPage:
-    """Like `statement`, one page at a time, in three queries whatever the number of legs: the opening
-    balance, the range's count and sum, and the page's legs with a running sum (a window function, so
-    the balance of a line on page 40 needs no earlier page). None of them reads the account's history
-    before `start`: legs are found from the period's first entry id (first_entry_id), and the opening
-    balance of a bounded account is its cached balance less what was posted since `start`, read in one
-    statement; an unbounded account (no cached balance) sums its legs before `start`."""
+    """Like `statement`, one page at a time, in three queries whatever the number of legs: the period's
+    first entry id (see first_entry_id), the opening balance with the range's count and sum, and the page's
+    legs with a running sum (a window function, so the balance of a line on page 40 needs no earlier page).
+    None of them reads the account's history before `start`: the
+    period's legs are a range of the account's index from that entry id, and the opening balance of a
+    bounded account is its cached balance less what was posted since `start`, read in the same statement.
+    An unbounded account (no cached balance) sums its legs before `start`."""
     start_at, end_at = _local_bounds(start, end)
     sign = account.normal_sign
-    since = Leg.objects.filter(
-        account=account, entry_id__gte=first_entry_id(account.merchant_id, start_at), entry__posted_at__gte=start_at
-    )
-    if account.allow_negative:
-        opening = Leg.objects.filter(account=account, entry__posted_at__lt=start_at).aggregate(
-            t=Coalesce(Sum("amount"), 0)
-        )["t"]
-    else:
-        balance, posted_since = (
-            AccountBalance.objects.filter(account=account)
-            .annotate(since=Coalesce(_leg_sum(since), 0))
-            .values_list("balance", "since")
-            .get()
-        )
-        opening = balance * sign - posted_since  # both as the sum of leg amounts
+    # The bound as a value rather than a subquery: the planner then sees how few legs are left (for an
+    # unknown parameter it guesses a third of the account's legs, and starts parallel workers for them).
+    first = next(iter(_first_entry_ids(account.merchant_id, start_at)), None)
+    since = Leg.objects.filter(account=account, entry_id__gte=first or 0, entry__posted_at__gte=start_at)
     legs = since.filter(entry__posted_at__lt=end_at)
-    summary = legs.aggregate(n=Count("id"), t=Coalesce(Sum("amount"), 0))
+    if account.allow_negative:
+        period = Q(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+        row = Leg.objects.filter(account=account).aggregate(
+            opening=Coalesce(Sum("amount", filter=Q(entry__posted_at__lt=start_at)), 0),
+            n=Count("id", filter=period),
+            t=Coalesce(Sum("amount", filter=period), 0),
+        )
+        opening, count, total = row["opening"], row["n"], row["t"]
+    elif first is None:  # nothing posted since `start`: the balance now is the opening balance
+        opening, count, total = AccountBalance.objects.get(account=account).balance * sign, 0, 0
+    else:
+        at = connection.ops.adapt_datetimefield_value  # as the ORM passes them (UTC text on SQLite)
+        with connection.cursor() as cursor:
+            cursor.execute(_BOUNDED_SUMMARY_SQL, [at(end_at), at(end_at), account.pk, first, at(start_at), account.pk])
+            balance, posted_since, count, total = cursor.fetchone()
+        opening = balance * sign - int(posted_since)  # both as sums of leg amounts (numeric on PostgreSQL)
+        total = int(total)
     result = StatementPage(account=account, start=start_at, end=end_at, opening=opening * sign,
-                           line_count=summary["n"], range_closing=(opening + summary["t"]) * sign)  # fmt: skip
+                           line_count=count, range_closing=(opening + total) * sign)  # fmt: skip
     order = [F("entry__posted_at").asc(), F("id").asc()]
     rows = (
         legs.select_related("entry")

@@ -11,6 +11,10 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name="owner",
+            index=models.Index(fields=["merchant", "status"], name="owner_merchant_status_idx"),
+        ),
+        migrations.AddIndex(
+            model_name="owner",
             index=models.Index(fields=["merchant", "joined_at", "id"], name="owner_merchant_joined_idx"),
         ),
     ]

@@ -1,19 +1,20 @@
-"""The portal's paginator reads the second half of a list from its end (portal.pagination): every page must
-hold exactly the rows Django's paginator gives, in the same order, and the last page must be read without
-an OFFSET over the rows before it."""
+"""The portal's paginators (portal.pagination): read from the list's end for its second half, keys first
+then rows, or capped at a count limit, every page holds exactly the rows Django's paginator gives, in the
+same order; the last page is read without an OFFSET over the rows before it, and a capped count never
+counts past its limit."""
 
 from __future__ import annotations
 
 import datetime
 
 import pytest
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from members.models import Owner
-from portal.pagination import TwoEndedPaginator
+from portal.pagination import ListPaginator, TwoEndedPaginator
 from tests.factories import MerchantFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +68,33 @@ def test_the_last_page_is_read_backwards_without_an_offset(owners):
     (query,) = captured.captured_queries
     assert "OFFSET" not in query["sql"] and "LIMIT 3" in query["sql"]
     assert last == list(rows.values_list("pk", flat=True))[50:]
+
+
+@pytest.mark.parametrize(
+    "ordering", [("-joined_at", "-pk"), ("name", "-id"), ("-joined_at",)], ids=["desc", "name", "ties"]
+)
+def test_reading_keys_first_gives_the_same_pages_in_two_queries(owners, ordering):
+    rows = owners.select_related("merchant").order_by(*ordering)
+    expected = _pages(Paginator(rows, 5, orphans=2))
+    paginator = TwoEndedPaginator(rows, 5, orphans=2, ids_first=True)
+    assert _pages(paginator) == expected
+    for number in (1, paginator.num_pages):
+        with CaptureQueriesContext(connection) as captured:
+            [o.merchant.name for o in paginator.page(number).object_list]
+        keys, page = captured.captured_queries
+        assert "members_merchant" not in keys["sql"] and "members_merchant" in page["sql"]
+
+
+def test_a_list_longer_than_the_count_limit_shows_its_first_rows(owners):
+    rows = owners.order_by("-joined_at", "-pk")
+    every = list(rows.values_list("pk", flat=True))
+    capped = ListPaginator(rows, 5, count_limit=22, ids_first=True)
+    with CaptureQueriesContext(connection) as captured:
+        assert (capped.capped, capped.count, capped.num_pages) == (True, 22, 5)
+    assert "LIMIT 23" in captured.captured_queries[0]["sql"]  # never counts past the limit
+    assert _pages(capped) == [every[0:5], every[5:10], every[10:15], every[15:20], every[20:22]]
+    with pytest.raises(EmptyPage):
+        capped.page(6)
+    exact = ListPaginator(rows, 5, count_limit=53, ids_first=True)
+    assert (exact.capped, exact.count) == (False, 53)
+    assert _pages(exact) == _pages(Paginator(rows, 5))

@@ -39,8 +39,9 @@ long history, so the dashboard's today / week / month and 30-day figures hold ab
 both and what is measured is whether a page reads the history it does not show. Owners' join dates are
 spread evenly over the span too.
 
-Timed, as the merchant admin, --runs times each after --warmup untimed requests (default 20 and 2), in
-this order, the small set first (before the large one exists), then the large set:
+Timed through Django's test client (URL resolution, middleware, session, the views' selectors and templates;
+DEBUG off), as the merchant admin, --runs times each after --warmup untimed requests (default 20 and 2), the
+small set first (before the large one exists), then the large set:
 
   dashboard                        GET /                  (figures, chart, stores, payment methods)
   members_first / members_last     GET /members/          and ?page=last
@@ -56,6 +57,15 @@ this order, the small set first (before the large one exists), then the large se
   member10_<tab>, member5000_<tab> GET /members/<pk>/?tab=<tab> for each tab of the member page (overview,
                                    service_records, recharges, consumptions, refunds, statement, audit) of
                                    member 1 (10 entries) and member 0 (5,000 entries)
+
+A list of more than portal.lists.views.COUNT_LIMIT rows (10,000) is shown as its first 10,000 rows: its last
+page (?page=last) is page 400 of those, not the oldest rows (which the other sort order or a date filter
+shows); a shorter list's last page holds its oldest rows. The mobile and member number searched are those
+of the owners in the middle and at a third of the join order; a search matches them anywhere in the list.
+
+Options: --runs, --warmup, --per-day, --block (entries per INSERT), --no-reconcile; --reuse times the newest
+datasets already in the database instead of building (after a code change; the small one then shares its
+tables with the large one); --pages a,b,… times only the pages whose names contain one of those.
 
 Queries per page: every statement of one request (a connection.execute_wrapper: session and user
 lookups included). Printed per page: p50 and p95 in each set, growth (large p95 ÷ small p95) and the

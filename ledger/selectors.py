@@ -232,6 +232,8 @@ def _first_entry_ids(merchant_id: int, at: datetime.datetime) -> QuerySet:
     )
 
 
+_NO_ENTRY_ID = 2**63 - 1  # past every entry id (bigint)
+
 # A bounded account's cached balance with, in one pass over its legs since the period's first entry id: their
 # sum, and the count and sum of those in the period. Read in one statement, so the opening balance (the
 # balance less what was posted since) is of one moment.
@@ -260,16 +262,18 @@ def statement_page(
     """Like `statement`, one page at a time, in three queries whatever the number of legs: the period's
     first entry id (see first_entry_id), the opening balance with the range's count and sum, and the page's
     legs with a running sum (a window function, so the balance of a line on page 40 needs no earlier page).
-    None of them reads the account's history before `start`: the
-    period's legs are a range of the account's index from that entry id, and the opening balance of a
-    bounded account is its cached balance less what was posted since `start`, read in the same statement.
-    An unbounded account (no cached balance) sums its legs before `start`."""
+    None of them reads the account's history before `start`: the period's legs are a range of the account's
+    index from that entry id, and the opening balance of a bounded account is its cached balance less what
+    was posted since `start`, read in the same statement. An unbounded account (no cached balance) sums its
+    legs before `start`."""
     start_at, end_at = _local_bounds(start, end)
     sign = account.normal_sign
     # The bound as a value rather than a subquery: the planner then sees how few legs are left (for an
     # unknown parameter it guesses a third of the account's legs, and starts parallel workers for them).
     first = next(iter(_first_entry_ids(account.merchant_id, start_at)), None)
-    since = Leg.objects.filter(account=account, entry_id__gte=first or 0, entry__posted_at__gte=start_at)
+    # Nothing posted since `start`: an empty range of the index (still read: the same queries either way).
+    bound = first if first is not None else _NO_ENTRY_ID
+    since = Leg.objects.filter(account=account, entry_id__gte=bound, entry__posted_at__gte=start_at)
     legs = since.filter(entry__posted_at__lt=end_at)
     if account.allow_negative:
         period = Q(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)

@@ -294,7 +294,11 @@ class RefundRequest(ApprovalRequest):
         constraints = [
             models.UniqueConstraint(fields=["merchant", "number"], name="refund_request_number_unique"),
         ]
-        indexes = [models.Index(fields=["merchant", "state", "store"], name="refund_request_queue_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "state", "store"], name="refund_request_queue_idx"),
+            # The request list's order, newest first, read off the index.
+            models.Index(fields=["merchant", "requested_at", "id"], name="refund_request_time_idx"),
+        ]
 
     def finance_threshold_fen(self) -> int:
         found = FlowSettings.objects.filter(merchant_id=self.merchant_id).values_list(

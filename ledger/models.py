@@ -122,7 +122,12 @@ class Account(ImmutableModel):
             ),
             models.CheckConstraint(condition=models.Q(normal_sign__in=[1, -1]), name="ledger_account_normal_sign"),
         ]
-        indexes = [models.Index(fields=["member"], name="ledger_acct_member_idx")]
+        indexes = [
+            models.Index(fields=["member"], name="ledger_acct_member_idx"),
+            # A merchant's accounts of a purpose (its cash accounts for the totals), not a scan of every
+            # member account of every merchant.
+            models.Index(fields=["merchant", "purpose"], name="ledger_acct_purpose_idx"),
+        ]
 
     def __str__(self) -> str:
         # Named by its holder and purpose, never by database ids (list pages select the related rows).
@@ -179,7 +184,9 @@ class Entry(ImmutableModel):
         ]
         indexes = [
             models.Index(fields=["merchant", "operation_type", "operation_ref"], name="ledger_entry_operation_idx"),
-            models.Index(fields=["merchant", "posted_at"], name="ledger_entry_posted_idx"),
+            # With the id: the first entry id of a period is an index-only read, and an account's legs from
+            # there are a range of ledger_leg_account_idx (statements, totals), not the account's history.
+            models.Index(fields=["merchant", "posted_at", "id"], name="ledger_entry_posted_id_idx"),
             models.Index(fields=["member", "operation_type"], name="ledger_entry_member_idx"),
         ]
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Subquery, Sum, Value, When, Window
+from django.db.models import Case, Count, F, IntegerField, Min, Q, QuerySet, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -79,6 +79,42 @@ def member_balances(member: Owner) -> list[AccountBalanceRow]:
 def staff_balances(staff: Staff) -> list[AccountBalanceRow]:
     accounts = Account.objects.filter(merchant_id=staff.merchant_id, staff=staff).select_related("cached")
     return [AccountBalanceRow(a, a.cached.balance) for a in accounts]
+
+
+# Per entry of the member, the sum of its legs on the merchant's accounts of the purposes (read once): a
+# subquery per entry (through the legs' entry index), so nothing reads the legs of the merchant-side accounts
+# those legs are on (a cash account's legs are every recharge of the merchant; the planner, not knowing it,
+# would start there).
+_MEMBER_OPERATION_SUMS_SQL = """
+SELECT ledger_entry.operation_type, SUM((
+    SELECT SUM(ledger_leg.amount) FROM ledger_leg
+    WHERE ledger_leg.entry_id = ledger_entry.id AND ledger_leg.account_id IN (
+        SELECT id FROM ledger_account WHERE merchant_id = %s AND purpose IN ({purposes})
+    )
+))
+FROM ledger_entry
+WHERE ledger_entry.merchant_id = %s AND ledger_entry.member_id = %s AND ledger_entry.operation_type IN ({types})
+GROUP BY ledger_entry.operation_type
+"""
+
+
+def member_operation_sums(member: Owner, purposes: Iterable[str], operation_types: Iterable[str]) -> dict[str, int]:
+    """Σ of the leg amounts on accounts of `purposes` in the member's entries of each operation type
+    (operation type → sum, 0 for none), in one query. The member's entries are read first
+    (ledger_entry_member_idx), then the legs of each: the cost is the member's entries of those types,
+    never the history of the merchant's accounts the legs are on."""
+    purposes, operation_types = list(purposes), list(operation_types)
+    result = dict.fromkeys(operation_types, 0)
+    if not purposes or not operation_types:
+        return result
+    sql = _MEMBER_OPERATION_SUMS_SQL.format(
+        types=", ".join(["%s"] * len(operation_types)), purposes=", ".join(["%s"] * len(purposes))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member.merchant_id, *purposes, member.merchant_id, member.pk, *operation_types])
+        # Numeric on PostgreSQL; NULL when none of the entries has a leg on those accounts.
+        result.update({operation_type: int(total or 0) for operation_type, total in cursor.fetchall()})
+    return result
 
 
 def accounts_of(merchant: Merchant) -> QuerySet[Account]:
@@ -175,6 +211,46 @@ class StatementPage(Statement):
     range_closing: int = 0
 
 
+def first_entry_id(merchant_id: int, at: datetime.datetime) -> Subquery:
+    """The smallest id among the merchant's entries posted at or after `at` (NULL when there is none), as a
+    query expression. Every entry posted from `at` on has an id from it on, in whatever order concurrent
+    posts took their ids, so an account's legs since `at` are a range of ledger_leg_account_idx (account,
+    entry) instead of the account's whole history (the posted_at condition still decides which legs count).
+    An index-only read of ledger_entry_posted_id_idx over the entries since `at`."""
+    return Subquery(_first_entry_ids(merchant_id, at))
+
+
+def _first_entry_ids(merchant_id: int, at: datetime.datetime) -> QuerySet:
+    # Grouped by the merchant rather than a plain MIN: PostgreSQL reads a plain MIN(id) down the primary
+    # key from the oldest entry, filtering every entry before `at`.
+    return (
+        Entry.objects.filter(merchant_id=merchant_id, posted_at__gte=at)
+        .order_by()
+        .values("merchant_id")
+        .annotate(first=Min("id"))
+        .values_list("first", flat=True)
+    )
+
+
+_NO_ENTRY_ID = 2**63 - 1  # past every entry id (bigint)
+
+# A bounded account's cached balance with, in one pass over its legs since the period's first entry id: their
+# sum, and the count and sum of those in the period. Read in one statement, so the opening balance (the
+# balance less what was posted since) is of one moment.
+_BOUNDED_SUMMARY_SQL = """
+SELECT b.balance, COALESCE(s.since, 0), COALESCE(s.n, 0), COALESCE(s.t, 0)
+FROM ledger_accountbalance b
+LEFT JOIN (
+    SELECT l.account_id, SUM(l.amount) AS since,
+           COUNT(*) FILTER (WHERE e.posted_at < %s) AS n, SUM(l.amount) FILTER (WHERE e.posted_at < %s) AS t
+    FROM ledger_leg l JOIN ledger_entry e ON e.id = l.entry_id
+    WHERE l.account_id = %s AND l.entry_id >= %s AND e.posted_at >= %s
+    GROUP BY l.account_id
+) s ON s.account_id = b.account_id
+WHERE b.account_id = %s
+"""
+
+
 def statement_page(
     account: Account,
     start: datetime.date | datetime.datetime,
@@ -183,18 +259,41 @@ def statement_page(
     offset: int = 0,
     limit: int = 50,
 ) -> StatementPage:
-    """Like `statement`, one page at a time, in three queries whatever the number of legs: the opening
-    balance, the range's count and sum, and the page's legs with a running sum (a window function, so
-    the balance of a line on page 40 needs no earlier page)."""
+    """Like `statement`, one page at a time, in three queries whatever the number of legs: the period's
+    first entry id (see first_entry_id), the opening balance with the range's count and sum, and the page's
+    legs with a running sum (a window function, so the balance of a line on page 40 needs no earlier page).
+    None of them reads the account's history before `start`: the period's legs are a range of the account's
+    index from that entry id, and the opening balance of a bounded account is its cached balance less what
+    was posted since `start`, read in the same statement. An unbounded account (no cached balance) sums its
+    legs before `start`."""
     start_at, end_at = _local_bounds(start, end)
     sign = account.normal_sign
-    opening = Leg.objects.filter(account=account, entry__posted_at__lt=start_at).aggregate(
-        t=Coalesce(Sum("amount"), 0)
-    )["t"]
-    legs = Leg.objects.filter(account=account, entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
-    summary = legs.aggregate(n=Count("id"), t=Coalesce(Sum("amount"), 0))
+    # The bound as a value rather than a subquery: the planner then sees how few legs are left (for an
+    # unknown parameter it guesses a third of the account's legs, and starts parallel workers for them).
+    first = next(iter(_first_entry_ids(account.merchant_id, start_at)), None)
+    # Nothing posted since `start`: an empty range of the index (still read: the same queries either way).
+    bound = first if first is not None else _NO_ENTRY_ID
+    since = Leg.objects.filter(account=account, entry_id__gte=bound, entry__posted_at__gte=start_at)
+    legs = since.filter(entry__posted_at__lt=end_at)
+    if account.allow_negative:
+        period = Q(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+        row = Leg.objects.filter(account=account).aggregate(
+            opening=Coalesce(Sum("amount", filter=Q(entry__posted_at__lt=start_at)), 0),
+            n=Count("id", filter=period),
+            t=Coalesce(Sum("amount", filter=period), 0),
+        )
+        opening, count, total = row["opening"], row["n"], row["t"]
+    elif first is None:  # nothing posted since `start`: the balance now is the opening balance
+        opening, count, total = AccountBalance.objects.get(account=account).balance * sign, 0, 0
+    else:
+        at = connection.ops.adapt_datetimefield_value  # as the ORM passes them (UTC text on SQLite)
+        with connection.cursor() as cursor:
+            cursor.execute(_BOUNDED_SUMMARY_SQL, [at(end_at), at(end_at), account.pk, first, at(start_at), account.pk])
+            balance, posted_since, count, total = cursor.fetchone()
+        opening = balance * sign - int(posted_since)  # both as sums of leg amounts (numeric on PostgreSQL)
+        total = int(total)
     result = StatementPage(account=account, start=start_at, end=end_at, opening=opening * sign,
-                           line_count=summary["n"], range_closing=(opening + summary["t"]) * sign)  # fmt: skip
+                           line_count=count, range_closing=(opening + total) * sign)  # fmt: skip
     order = [F("entry__posted_at").asc(), F("id").asc()]
     rows = (
         legs.select_related("entry")
@@ -230,12 +329,16 @@ def totals(
     a refunded amount nets out in the period of its reversal."""
     if period not in _TRUNC:
         raise ValueError(f"period must be one of {sorted(_TRUNC)}")
-    legs = Leg.objects.filter(entry__merchant=merchant, unit=unit)
+    # The merchant on both sides (a leg's account and entry share it): the accounts of the purposes are
+    # the merchant's few, not every merchant's.
+    legs = Leg.objects.filter(entry__merchant=merchant, account__merchant=merchant, unit=unit)
     if purposes is not None:
         legs = legs.filter(account__purpose__in=list(purposes))
     if start is not None or end is not None:
         start_at, end_at = _local_bounds(start or datetime.date(2000, 1, 1), end or datetime.date(2999, 12, 31))
         legs = legs.filter(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+        if start is not None:  # the period's legs, not the accounts' whole history (first_entry_id)
+            legs = legs.filter(entry_id__gte=first_entry_id(merchant.pk, start_at))
     tz = ZoneInfo(settings.TIME_ZONE)
     group = {"period": _TRUNC[period]("entry__posted_at", tzinfo=tz)}
     if by_store:

@@ -195,6 +195,13 @@ class Owner(models.Model):
             models.UniqueConstraint(fields=["merchant", "mobile"], name="owner_mobile_unique_per_merchant"),
             models.UniqueConstraint(fields=["merchant", "member_number"], name="owner_number_unique_per_merchant"),
         ]
+        # The member list's order and the dashboard's new owners per period, read off the index; the
+        # dashboard's owner counts by status from an index alone. Member search has trigram indexes on
+        # PostgreSQL (migration 0008).
+        indexes = [
+            models.Index(fields=["merchant", "joined_at", "id"], name="owner_merchant_joined_idx"),
+            models.Index(fields=["merchant", "status"], name="owner_merchant_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.member_number})"

@@ -39,6 +39,7 @@ from wallet import services as wallet_services
 
 from . import approvals
 from .forms import ConsumptionForm, MemberSearchForm, OperationForm, RechargeForm, RefundForm, SummaryLayout
+from .pagination import TwoEndedPaginator
 
 PAGE_SIZE = 20
 STATEMENT_DAYS = 30
@@ -155,7 +156,7 @@ class MemberDetailView(MemberMixin, TemplateView):
         return context
 
     def paginate(self, queryset, per_page: int = PAGE_SIZE, param: str = "page"):
-        paginator = Paginator(queryset, per_page)
+        paginator = TwoEndedPaginator(queryset, per_page)
         try:
             return paginator.page(self.request.GET.get(param) or 1)
         except InvalidPage:

@@ -433,6 +433,62 @@ def test_totals_by_day_store_and_payment_method(merchant):
     assert [(r["period"].isoformat(), r["net"]) for r in monthly] == [("2026-06-01", 1_700)]
 
 
+def test_statement_pages_and_period_totals_read_from_the_period_and_match_the_whole_history(merchant, member):
+    """statement_page and totals find a period's legs from its first entry id and a bounded account's opening
+    balance from its cached balance: the same figures as summing the whole history, also when an entry took
+    its id after one posted later (concurrent posts) and when legs follow the period."""
+    principal, other = principal_account(member), principal_account(make_owner(merchant))
+    wechat = cash_account(merchant, "wechat")
+
+    def at(day: int, hour: int = 10) -> datetime.datetime:
+        return datetime.datetime(2026, 3, day, hour, 0, tzinfo=datetime.UTC)
+
+    for day, amount in ((1, 5_000), (2, 700), (4, 300), (6, 900), (9, 400)):
+        with mock.patch("django.utils.timezone.now", return_value=at(day)):
+            fund(principal, amount, cash=wechat)
+            fund(other, 50, cash=wechat)
+            spend(principal, amount // 10)
+    with mock.patch("django.utils.timezone.now", return_value=at(3, 23)):  # posted after day 4, dated day 3
+        fund(principal, 111, cash=wechat)
+        spend(principal, 11)
+    cases = [(datetime.date(2026, 3, 3), datetime.date(2026, 3, 6)), (datetime.date(2026, 3, 1), datetime.date(2026, 3, 9)),
+             (datetime.date(2026, 3, 7), datetime.date(2026, 3, 8)), (datetime.date(2026, 3, 10), datetime.date(2026, 3, 12))]  # fmt: skip
+    for account in (principal, wechat):  # bounded (cached balance) and unbounded
+        for start, end in cases:
+            full = selectors.statement(account, start, end)
+            pages = [selectors.statement_page(account, start, end, offset=o, limit=2) for o in range(0, 14, 2)]
+            assert [line for page in pages for line in page.lines] == full.lines, (account.purpose, start)
+            for page in pages:
+                assert (page.opening, page.line_count, page.range_closing) == (full.opening, len(full.lines),
+                                                                               full.closing)  # fmt: skip
+    every = selectors.totals(merchant, purposes=["cash"], period="day")
+    for start, end in cases:
+        period = selectors.totals(merchant, purposes=["cash"], period="day", start=start, end=end)
+        assert period == [row for row in every if start <= row["period"] <= end]
+
+
+def test_member_operation_sums_add_the_legs_of_the_members_entries_by_operation(merchant, member):
+    principal, wechat = principal_account(member), cash_account(merchant)
+    revenue = services.get_or_create_account(merchant, "revenue", "CNY")
+    someone = principal_account(make_owner(merchant))
+
+    def post(account, amount: int, operation: str, holder) -> None:
+        services.post_entry(merchant=merchant, legs=[services.debit(wechat, amount), services.increase(account, amount)],
+                            operation_type=operation, operation_ref="r", idempotency_key=key(), actor=None, member=holder)  # fmt: skip
+
+    post(principal, 1_000, "recharge", member)
+    post(principal, 500, "recharge", member)
+    post(someone, 300, "recharge", someone.member)  # another member's
+    post(principal, 70, "other", member)
+    services.post_entry(merchant=merchant, legs=[services.decrease(principal, 200), services.credit(wechat, 200)],
+                        operation_type="cash_refund", operation_ref="r", idempotency_key=key(), actor=None, member=member)  # fmt: skip
+    services.post_entry(merchant=merchant, legs=[services.decrease(principal, 40), services.increase(revenue, 40)],
+                        operation_type="consumption", operation_ref="r", idempotency_key=key(), actor=None, member=member)  # fmt: skip
+    sums = selectors.member_operation_sums(member, ["cash"], ["recharge", "cash_refund", "consumption"])
+    assert sums == {"recharge": 1_500, "cash_refund": -200, "consumption": 0}
+    assert selectors.member_operation_sums(member, ["principal"], ["recharge"]) == {"recharge": -1_500}
+
+
 # ---------------------------------------------------------------- reconciliation
 
 

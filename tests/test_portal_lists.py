@@ -412,3 +412,20 @@ def test_text_typed_by_people_never_becomes_a_spreadsheet_formula(client, world)
     sheet = load_workbook(io.BytesIO(client.get(url, {"q": "=1+2", "export": "xlsx"}).content)).active
     cell = sheet.cell(row=2, column=2)
     assert (cell.value, cell.data_type) == (sneaky.name, "s")
+
+
+def test_a_list_longer_than_its_count_limit_lists_its_first_rows_and_says_so(client, world, monkeypatch):
+    from portal.lists.views import PortalListView
+
+    for n in range(6):
+        new_member(world.a, name=f"长名单{n}")
+    monkeypatch.setattr(PortalListView, "count_limit", 4)
+    login(client, world.admin)
+    response = client.get(reverse("members:index"), {"q": "长名单"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.context["paginator"].capped and len(rows(response)) == 4
+    assert "超过 4 条" in response.content.decode()
+    # Every matching row is still exported.
+    assert len(export_rows(client, reverse("members:index"), {"q": "长名单"}, "csv")) == 7
+    monkeypatch.setattr(PortalListView, "count_limit", 6)
+    response = client.get(reverse("members:index"), {"q": "长名单"})
+    assert not response.context["paginator"].capped and response.context["paginator"].count == 6

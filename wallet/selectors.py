@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import CharField, Count, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from ledger import labels as ledger_labels
 from ledger import selectors as ledger_selectors
-from ledger.models import Account, Leg
+from ledger.models import Account
 from members import selectors as member_selectors
 from members.models import Merchant, Owner, Store
 from members.selectors import RecordScope
@@ -52,16 +52,10 @@ class MemberTotals:
     points_earned: int  # points credited by consumptions, recharges and awards, less those refunds took back
 
 
-def _legs_of(member: Owner, purposes: list[str], operation_types: list[str]) -> int:
-    return Leg.objects.filter(
-        entry__member=member, entry__operation_type__in=operation_types, account__purpose__in=purposes,
-        account__merchant_id=member.merchant_id,
-    ).aggregate(t=Coalesce(Sum("amount"), 0))["t"]  # fmt: skip
-
-
 def member_totals(member: Owner) -> MemberTotals:
-    """Three queries whatever the member's history, but for the recharge and cash refund totals (sums of
-    the member's cash legs): the consumed total and points earned are the member's level tallies
+    """Two queries whatever the member's history: the balances, and the recharge and cash refund totals
+    (sums of the cash legs of the member's recharge and cash refund entries: they grow with the member's
+    recharges, nothing else); the consumed total and points earned are the member's level tallies
     (wallet.accounts), balances the ledger keeps."""
     balances = {}
     points_balance = 0
@@ -71,8 +65,9 @@ def member_totals(member: Owner) -> MemberTotals:
         else:
             balances[(row.account.purpose, row.account.detail)] = row.balance
     # Cash is debit-normal: debits of cash accounts in recharge entries are the money taken in.
-    recharge_total = _legs_of(member, [Purpose.CASH], ["recharge"])
-    refunded_cash = -_legs_of(member, [Purpose.CASH], ["cash_refund"])
+    cash = ledger_selectors.member_operation_sums(member, [Purpose.CASH], ["recharge", "cash_refund"])
+    recharge_total = cash["recharge"]
+    refunded_cash = -cash["cash_refund"]
     return MemberTotals(
         recharge_total_fen=recharge_total,
         cash_balance_fen=balances.get((Purpose.PRINCIPAL, ""), 0),
@@ -537,11 +532,16 @@ def refunds_for_rows(member: Owner, rows) -> list:
     wanted = {"entitlement": [pk for kind, pk, _at in rows if kind == "entitlement"],
               "cash": [pk for kind, pk, _at in rows if kind == "cash"]}  # fmt: skip
     entitlement, cash = refunds_of(member)
+    # The lines with their consumption and service in one query (not one query per relation).
+    lines = Prefetch("lines", queryset=ConsumptionLine.objects.select_related("consumption", "service"))
     found = {("entitlement", r.pk): r for r in entitlement.filter(pk__in=wanted["entitlement"])
-             .select_related("store__merchant", "operator").prefetch_related("lines__consumption", "lines__service")}  # fmt: skip
+             .select_related("store__merchant", "operator").prefetch_related(lines)}  # fmt: skip
+    # A lot is shown by its template or service (Grant.__str__): read with it, not once per row.
     found |= {
         ("cash", r.pk): r
-        for r in cash.filter(pk__in=wanted["cash"]).select_related("store__merchant", "operator", "grant")
+        for r in cash.filter(pk__in=wanted["cash"]).select_related(
+            "store__merchant", "operator", "grant__coupon_template", "grant__service"
+        )
     }
     return [(kind, found[(kind, pk)]) for kind, pk, _at in rows if (kind, pk) in found]
 

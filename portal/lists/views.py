@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -20,6 +20,7 @@ from django.views.generic import ListView, View
 from members import selectors as member_selectors
 from members.models import Owner
 from members.selectors import RecordScope
+from portal.pagination import ListPaginator
 from wallet import selectors as wallet_selectors
 from wallet.models import CashRefund, Consumption, ConsumptionLine, EntitlementRefund, Recharge, ServiceRecord
 
@@ -29,6 +30,9 @@ from .export import CHUNK, csv_response, xlsx_response
 
 ORDERING_KWARG = "_orderby"
 EXPORT_KWARG = "export"
+# Rows a list counts and pages through; a longer list shows its first COUNT_LIMIT rows and says it holds more
+# (portal.pagination.ListPaginator). The exports hold every filtered row.
+COUNT_LIMIT = 10_000
 
 
 def member_url(member: Owner) -> str:
@@ -52,6 +56,8 @@ class PortalListView(LoginRequiredMixin, ListView):
 
     template_name = "portal/lists/list.html"
     paginate_by = 25
+    paginator_class = ListPaginator
+    count_limit = COUNT_LIMIT
     ordering_kwarg = ORDERING_KWARG  # the names viewflow's list templates expect
     title: Any = ""
     permission: str = ""
@@ -138,6 +144,12 @@ class PortalListView(LoginRequiredMixin, ListView):
         return xlsx_response(self.columns, rows, filename, self.title)
 
     # ------------------------------------------------------------ page
+
+    def get_paginator(self, queryset, per_page, orphans=0, allow_empty_first_page=True, **kwargs):
+        # A page's keys are read off the order's index first, then its rows with their joins: a deep page
+        # never joins the rows it skips (one query more per page, whatever the page).
+        return super().get_paginator(queryset, per_page, orphans, allow_empty_first_page,
+                                     count_limit=self.count_limit, ids_first=True, **kwargs)  # fmt: skip
 
     def query_url(self, **changes) -> str:
         """This page's URL with its filters and sorting, changed by `changes` (None removes a key)."""
@@ -232,6 +244,21 @@ class MemberListView(PortalListView):
 
     def base_queryset(self) -> QuerySet:
         return member_selectors.owners_visible_to(self.request.user).select_related("level", "merchant")
+
+    def ordering_terms(self) -> list:
+        terms = super().ordering_terms()
+        if not self.request.GET.get("q", "").strip():
+            return terms
+        # A search finds its owners through the trigram indexes (PostgreSQL). In join order as such, the
+        # planner may instead walk every owner down owner_merchant_joined_idx until it has a page of
+        # matches (the LIMIT makes that look cheap), and a match among the oldest owners costs them all.
+        # The same order with NULLs placed where that index does not keep them (joined_at is never NULL)
+        # leaves it the matches to sort.
+        by_join = {
+            "joined_at": F("joined_at").asc(nulls_first=True),
+            "-joined_at": F("joined_at").desc(nulls_last=True),
+        }
+        return [by_join.get(term, term) if isinstance(term, str) else term for term in terms]
 
     def get_columns(self) -> list[Column]:
         link = member_url

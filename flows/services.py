@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
@@ -498,6 +498,9 @@ def start_free_value_request(
     if kind not in Kind.values:
         raise fail("kind", "kind_unknown", _("Unknown kind of free value."))
     form_token = str(form_token or "")[:36]
+    # The token is read under the member's lock: of two posts of one form at once, the second to lock finds the
+    # first's request (committed) instead of breaking the token's unique constraint.
+    member = _lock_member(member)
     if form_token:
         first = FreeValueRequest.objects.filter(merchant=merchant, requested_by=actor, form_token=form_token).first()
         if first is not None and first.member_id != member.pk:
@@ -505,7 +508,6 @@ def start_free_value_request(
         if first is not None:
             first.posted_again = True
             return first
-    member = _lock_member(member)
     fields: dict[str, Any] = {"kind": kind, "member": member}
     if kind == Kind.RECHARGE:
         if not isinstance(item, wallet.RechargeItem):
@@ -543,11 +545,18 @@ def start_free_value_request(
         raise fail("kind", "free_value_within_limit",
                    _("This is within the merchant's limits: record it directly, no approval is needed."))  # fmt: skip
     quote = execution.free_value_quote(draft, actor=actor, lift=True)  # refused for anything but the limits
-    request = _new_request(
-        FreeValueRequest, merchant=merchant, store=store, actor=actor, reason=reason, form_token=form_token,
-        paid_fen=quote.total_fen if kind == Kind.RECHARGE else 0, value_fen=quote.extra.get("free_value_fen", 0),
-        points=quote.extra.get("points", 0), **fields,
-    )  # fmt: skip
+    try:
+        with transaction.atomic():  # the same token posted at once for another member (a crafted post): coded
+            request = _new_request(
+                FreeValueRequest, merchant=merchant, store=store, actor=actor, reason=reason, form_token=form_token,
+                paid_fen=quote.total_fen if kind == Kind.RECHARGE else 0,
+                value_fen=quote.extra.get("free_value_fen", 0), points=quote.extra.get("points", 0), **fields,
+            )  # fmt: skip
+    except IntegrityError:
+        if not form_token:
+            raise
+        raise fail("form_token", "idempotency_conflict",
+                   _("This request key was already used for another member.")) from None  # fmt: skip
     _submit(request, actor)
     return request
 

@@ -470,6 +470,7 @@ def revoke_store_roles(staff: Staff, store: Store, *, actor: AbstractBaseUser | 
     for codename in {c for perms in roles.STORE_PERMISSIONS.values() for c in perms}:
         remove_perm(f"members.{codename}", staff.user, store)
     staff.stores.remove(store)
+    _drop_role_groups_not_held(staff)
     record_audit(
         actor=actor,
         action="staff.role_revoked",
@@ -480,6 +481,28 @@ def revoke_store_roles(staff: Staff, store: Store, *, actor: AbstractBaseUser | 
     )
     # What they had claimed at the store and may no longer decide goes back to the queue (flows).
     store_roles_revoked.send(sender=Staff, staff=staff, store_ids=[store.pk], actor=actor, reason=reason)
+
+
+def _drop_role_groups_not_held(staff: Staff) -> None:
+    """A role granted at some stores (grant_store_role) keeps its group only while the staff member holds the
+    role's store permissions at one of them: the group is what `permissions.is_merchant_admin_of` and the
+    model permissions read, so a merchant admin's role revoked at its last store must not stay merchant-wide.
+    The primary role's group follows the staff row (_apply_role); the platform's is not a store role."""
+    from guardian.models import UserObjectPermission
+
+    user = staff.user
+    held: dict[str, set[str]] = {}
+    for object_pk, codename in UserObjectPermission.objects.filter(
+        user=user, content_type=ContentType.objects.get_for_model(Store)
+    ).values_list("object_pk", "permission__codename"):
+        held.setdefault(object_pk, set()).add(codename)
+    gone = [
+        group
+        for group in user.groups.filter(name__in=roles.ROLES).exclude(name__in=[staff.role, roles.PLATFORM_ADMIN])
+        if not any(set(roles.STORE_PERMISSIONS[group.name]) <= codenames for codenames in held.values())
+    ]
+    if gone:
+        user.groups.remove(*gone)
 
 
 # ---------------------------------------------------------------- staff changes (role, stores, active)

@@ -22,6 +22,10 @@ from django.db import connection
 from .models import DailySequence
 
 _local = threading.local()
+# Every thread's numbering connection, so that close_connections() reaches those of threads that are gone
+# (a test's live server, a pool's worker threads): a thread-local alone is unreachable from other threads.
+_opened: list = []
+_opened_lock = threading.Lock()
 
 # Set while a wallet operation runs as a dry run (wallet.quotes): its numbers are placeholders.
 _previewing = contextvars.ContextVar("numbering_preview", default=False)
@@ -66,6 +70,9 @@ def _own_connection():
         params.pop("prepare_threshold", None)
         own = psycopg.connect(**params, autocommit=True, prepare_threshold=None)
         _local.connection, _local.key = own, key
+        with _opened_lock:
+            _opened[:] = [c for c in _opened if not c.closed]
+            _opened.append(own)
     return own
 
 
@@ -106,3 +113,14 @@ def close_connection() -> None:
     if own is not None and not own.closed:
         own.close()
     _local.connection = None
+
+
+def close_connections() -> None:
+    """Close every thread's numbering connection, this thread's included (before the test database is
+    dropped: a live server thread's connection would otherwise keep it in use)."""
+    close_connection()
+    with _opened_lock:
+        for own in _opened:
+            if not own.closed:
+                own.close()
+        _opened.clear()

@@ -54,9 +54,17 @@ def is_postgres() -> bool:
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_numbering_connection(django_db_setup, django_db_blocker):
-    """Business numbers use a connection of their own on PostgreSQL (members.numbering): close it before
-    the test database is dropped."""
+    """Business numbers use a connection of their own per thread on PostgreSQL (members.numbering): close
+    them all, the live server threads' included, before the test database is dropped."""
     yield
     from members import numbering
 
-    numbering.close_connection()
+    numbering.close_connections()
+    if connection.vendor == "postgresql":
+        # A live server's request thread still running when its browser test ended (a chart's fetch) keeps
+        # its own connection open: end such sessions, so the test database can be dropped.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )

@@ -15,6 +15,7 @@ import contextvars
 import datetime
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 
 from django.db import connection
@@ -22,9 +23,10 @@ from django.db import connection
 from .models import DailySequence
 
 _local = threading.local()
-# Every thread's numbering connection, so that close_connections() reaches those of threads that are gone
-# (a test's live server, a pool's worker threads): a thread-local alone is unreachable from other threads.
-_opened: list = []
+# Every thread's numbering connection still alive, so that close_connections() reaches those of threads
+# that are gone (a test's live server): a thread-local alone is unreachable from other threads. Weak, so that
+# a finished thread's connection is still closed when it is collected, as without this set.
+_opened: weakref.WeakSet = weakref.WeakSet()
 _opened_lock = threading.Lock()
 
 # Set while a wallet operation runs as a dry run (wallet.quotes): its numbers are placeholders.
@@ -71,8 +73,7 @@ def _own_connection():
         own = psycopg.connect(**params, autocommit=True, prepare_threshold=None)
         _local.connection, _local.key = own, key
         with _opened_lock:
-            _opened[:] = [c for c in _opened if not c.closed]
-            _opened.append(own)
+            _opened.add(own)
     return own
 
 
@@ -120,7 +121,7 @@ def close_connections() -> None:
     dropped: a live server thread's connection would otherwise keep it in use)."""
     close_connection()
     with _opened_lock:
-        for own in _opened:
+        for own in list(_opened):
             if not own.closed:
                 own.close()
         _opened.clear()

@@ -64,7 +64,18 @@ def _schedule(activation) -> None:
     transaction.on_commit(lambda: execute_request_task.delay(label, pk))
 
 
-class RefundFlow(flow.Flow):
+class _RequestSteps:
+    """The two steps every request flow shares: the start attaches the submitted request to the process, and
+    the execution step schedules the request's execution after the approval commits."""
+
+    def start_process(self, activation, request):
+        return _attach(activation, request)
+
+    def schedule(self, activation):
+        _schedule(activation)
+
+
+class RefundFlow(_RequestSteps, flow.Flow):
     """Refund request
 
     Store manager review; finance review above the merchant's threshold; carried out by the wallet."""
@@ -102,14 +113,8 @@ class RefundFlow(flow.Flow):
     failed = flow.End().Annotation(title=_("Failed"))
     rejected = flow.End().Annotation(title=_("Rejected"))
 
-    def start_process(self, activation, request):
-        return _attach(activation, request)
 
-    def schedule(self, activation):
-        _schedule(activation)
-
-
-class MemberChangeFlow(flow.Flow):
+class MemberChangeFlow(_RequestSteps, flow.Flow):
     """Member change request
 
     Reviewed by another operator of the store; applied with a before/after record."""
@@ -135,14 +140,8 @@ class MemberChangeFlow(flow.Flow):
     failed = flow.End().Annotation(title=_("Failed"))
     rejected = flow.End().Annotation(title=_("Rejected"))
 
-    def start_process(self, activation, request):
-        return _attach(activation, request)
 
-    def schedule(self, activation):
-        _schedule(activation)
-
-
-class StaffOnboardingFlow(flow.Flow):
+class StaffOnboardingFlow(_RequestSteps, flow.Flow):
     """Staff onboarding
 
     Proposed by the merchant admin; the store manager approves; the account is created with store-scoped
@@ -170,14 +169,8 @@ class StaffOnboardingFlow(flow.Flow):
     failed = flow.End().Annotation(title=_("Failed"))
     rejected = flow.End().Annotation(title=_("Rejected"))
 
-    def start_process(self, activation, request):
-        return _attach(activation, request)
 
-    def schedule(self, activation):
-        _schedule(activation)
-
-
-class StaffOffboardingFlow(flow.Flow):
+class StaffOffboardingFlow(_RequestSteps, flow.Flow):
     """Staff offboarding
 
     Approved by the store manager; login, sessions, permissions and claimed tasks go at once."""
@@ -203,14 +196,8 @@ class StaffOffboardingFlow(flow.Flow):
     failed = flow.End().Annotation(title=_("Failed"))
     rejected = flow.End().Annotation(title=_("Rejected"))
 
-    def start_process(self, activation, request):
-        return _attach(activation, request)
 
-    def schedule(self, activation):
-        _schedule(activation)
-
-
-class FreeValueFlow(flow.Flow):
+class FreeValueFlow(_RequestSteps, flow.Flow):
     """Free value over the limit
 
     A merchant admin approves; the wallet gives the value with the limit lifted for this request only."""
@@ -235,12 +222,6 @@ class FreeValueFlow(flow.Flow):
     done = flow.End().Annotation(title=_("Given"))
     failed = flow.End().Annotation(title=_("Failed"))
     rejected = flow.End().Annotation(title=_("Rejected"))
-
-    def start_process(self, activation, request):
-        return _attach(activation, request)
-
-    def schedule(self, activation):
-        _schedule(activation)
 
 
 FLOW_OF: dict[type[models.ApprovalRequest], type[flow.Flow]] = {

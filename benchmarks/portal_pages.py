@@ -411,10 +411,11 @@ _BLOCK_SQL = [
     """
     INSERT INTO flows_refundrequest (id, merchant_id, store_id, number, state, requested_by_id, requested_at, reason,
                                      updated_at, process_id, kind, member_id, grant_id, payment_method, amount_fen,
-                                     entitlement_refund_id, cash_refund_id, failure_code, failure_message)
+                                     entitlement_refund_id, cash_refund_id, failure_code, failure_message,
+                                     recent_refunds_fen)
     SELECT %(request0)s + kind_n - 1, %(merchant)s, store_id, 'tksq' || day_seq, 'executed', operator_id,
            at - interval '1 hour', '顾客不满意', at, NULL, 'lines', owner_id, NULL, '', %(consumption)s,
-           %(refund0)s + kind_n - 1, NULL, '', ''
+           %(refund0)s + kind_n - 1, NULL, '', '', 0
     FROM bench_run WHERE seq >= %(s0)s AND seq < %(s1)s AND kind = 'refund' ORDER BY seq
     """,
     """

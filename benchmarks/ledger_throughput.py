@@ -211,13 +211,24 @@ def _raw_worker(cfg: dict, idx: int, ready_q, start_event, start_at, deadline_at
                     "INSERT INTO ledger_entry (merchant_id, idempotency_key, operation_type, operation_ref, actor_id,"
                     " actor_label, store_id, memo, posted_at, reverses_id, fingerprint)"
                     " VALUES (%s, %s, 'bench', %s, NULL, 'system', NULL, '', %s, NULL, %s) RETURNING id",
-                    (merchant_id, f"{key_prefix}{i}", ref, datetime.now(UTC), fingerprint),
+                    (merchant_id, f"{key_prefix}{i}", ref, posted_at := datetime.now(UTC), fingerprint),
                 )
                 entry_id = cur.fetchone()[0]
                 cur.execute(
-                    "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)"
-                    " VALUES (%s, %s, 'CNY', %s, %s), (%s, %s, 'CNY', %s, %s)",
-                    (entry_id, src, -PRINCIPAL_SIGN, new_src, entry_id, dst, PRINCIPAL_SIGN, new_dst),
+                    "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at)"
+                    " VALUES (%s, %s, 'CNY', %s, %s, %s), (%s, %s, 'CNY', %s, %s, %s)",
+                    (
+                        entry_id,
+                        src,
+                        -PRINCIPAL_SIGN,
+                        new_src,
+                        posted_at,
+                        entry_id,
+                        dst,
+                        PRINCIPAL_SIGN,
+                        new_dst,
+                        posted_at,
+                    ),
                 )
                 cur.execute(
                     "UPDATE ledger_accountbalance AS b SET balance = v.balance"

@@ -325,8 +325,8 @@ _BLOCK_SQL = [
     ORDER BY b.seq
     """,
     """
-    INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)
-    SELECT b.entry_id, v.account_id, v.unit, v.amount, v.balance_after
+    INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at)
+    SELECT b.entry_id, v.account_id, v.unit, v.amount, v.balance_after, b.at
     FROM bench_run b CROSS JOIN LATERAL (VALUES
         -- recharge: cash Dr, principal Cr; cash refund: principal Dr, cash Cr
         (1, CASE b.pay WHEN 'wechat' THEN %(cash_wechat)s WHEN 'alipay' THEN %(cash_alipay)s ELSE %(cash_cash)s END,

@@ -726,14 +726,14 @@ WITH m AS (
            md5(m.owner_id || ':' || k) || md5(k || ':' || m.owner_id)
     FROM generate_series(%(k0)s::int, %(k1)s::int) AS k, m
     ORDER BY k, m.owner_id
-    RETURNING id, member_id, idempotency_key
+    RETURNING id, member_id, idempotency_key, posted_at
 ), x AS (
-    SELECT e.id, m.principal_id, m.points_id, m.spend_id, m.earned_id,
+    SELECT e.id, e.posted_at, m.principal_id, m.points_id, m.spend_id, m.earned_id,
            split_part(e.idempotency_key, ':', 3)::bigint AS k
     FROM e JOIN m ON m.owner_id = e.member_id
 )
-INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)
-SELECT x.id, v.account_id, v.unit, v.amount, v.balance_after
+INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at)
+SELECT x.id, v.account_id, v.unit, v.amount, v.balance_after, x.posted_at
 FROM x CROSS JOIN LATERAL (VALUES
     -- a recharge (every 10th entry, the first one large): cash Dr, principal Cr
     (1, %(cash)s::bigint, 'CNY', CASE WHEN x.k = 0 THEN %(initial)s ELSE 10000 END, NULL::bigint),

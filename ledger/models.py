@@ -184,8 +184,7 @@ class Entry(ImmutableModel):
         ]
         indexes = [
             models.Index(fields=["merchant", "operation_type", "operation_ref"], name="ledger_entry_operation_idx"),
-            # With the id: the first entry id of a period is an index-only read, and an account's legs from
-            # there are a range of ledger_leg_account_idx (statements, totals), not the account's history.
+            # The merchant's entries of a period in order (lists, dashboard counts).
             models.Index(fields=["merchant", "posted_at", "id"], name="ledger_entry_posted_id_idx"),
             models.Index(fields=["member", "operation_type"], name="ledger_entry_member_idx"),
         ]
@@ -204,7 +203,7 @@ class Leg(ImmutableModel):
     entry = models.ForeignKey(
         Entry, verbose_name=_("entry"), on_delete=models.PROTECT, related_name="legs", db_constraint=False
     )
-    # Indexed by ledger_leg_account_idx, whose first column it is.
+    # Indexed by ledger_leg_account_posted_idx, whose first column it is.
     account = models.ForeignKey(
         Account,
         verbose_name=_("account"),
@@ -217,13 +216,21 @@ class Leg(ImmutableModel):
     amount = models.BigIntegerField(_("amount"), help_text=_("Debit positive, credit negative; never zero."))
     # Normal-side balance of a bounded account right after this leg (null for merchant-side accounts).
     balance_after = models.BigIntegerField(_("balance after"), null=True)
+    # The entry's posted_at, copied (the post writes both; the deferred per-entry trigger and reconcile check
+    # they agree): an account's legs of a period are then a range of ledger_leg_account_posted_idx, in
+    # statement order, read without joining their entries.
+    posted_at = models.DateTimeField(_("posted at"))
 
     class Meta:
         verbose_name = _("ledger leg")
         verbose_name_plural = _("ledger legs")
         constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_leg_amount_non_zero")]
         # Covering on PostgreSQL: merchant-side balances are index-only sums.
-        indexes = [models.Index(fields=["account", "entry"], include=["amount"], name="ledger_leg_account_idx")]
+        indexes = [
+            models.Index(
+                fields=["account", "posted_at", "id"], include=["amount"], name="ledger_leg_account_posted_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.unit} {self.amount:+d}"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Min, Q, QuerySet, Subquery, Sum, Value, When, Window
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -26,7 +26,7 @@ def balance(account: Account, at: datetime.datetime | None = None) -> int:
         return AccountBalance.objects.get(account=account).balance
     legs = Leg.objects.filter(account=account)
     if at is not None:
-        legs = legs.filter(entry__posted_at__lte=at)
+        legs = legs.filter(posted_at__lte=at)
     total = legs.aggregate(total=Coalesce(Sum("amount"), 0))["total"]
     return total * account.normal_sign
 
@@ -183,20 +183,18 @@ def statement(
     running normal-side balance that starts from the balance before `start`."""
     start_at, end_at = _local_bounds(start, end)
     sign = account.normal_sign
-    opening = Leg.objects.filter(account=account, entry__posted_at__lt=start_at).aggregate(
-        t=Coalesce(Sum("amount"), 0)
-    )["t"]
+    opening = Leg.objects.filter(account=account, posted_at__lt=start_at).aggregate(t=Coalesce(Sum("amount"), 0))["t"]
     result = Statement(account=account, start=start_at, end=end_at, opening=opening * sign)
     running = result.opening
     legs = (
-        Leg.objects.filter(account=account, entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
+        Leg.objects.filter(account=account, posted_at__gte=start_at, posted_at__lt=end_at)
         .select_related("entry")
-        .order_by("entry__posted_at", "id")
+        .order_by("posted_at", "id")
     )
     for leg in legs:
         running += leg.amount * sign
         result.lines.append(
-            StatementLine(leg.entry_id, leg.entry.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
+            StatementLine(leg.entry_id, leg.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
                           leg.entry.memo, leg.amount * sign, running)
         )  # fmt: skip
     return result
@@ -211,43 +209,33 @@ class StatementPage(Statement):
     range_closing: int = 0
 
 
-def first_entry_id(merchant_id: int, at: datetime.datetime) -> Subquery:
-    """The smallest id among the merchant's entries posted at or after `at` (NULL when there is none), as a
-    query expression. Every entry posted from `at` on has an id from it on, in whatever order concurrent
-    posts took their ids, so an account's legs since `at` are a range of ledger_leg_account_idx (account,
-    entry) instead of the account's whole history (the posted_at condition still decides which legs count).
-    An index-only read of ledger_entry_posted_id_idx over the entries since `at`."""
-    return Subquery(_first_entry_ids(merchant_id, at))
-
-
-def _first_entry_ids(merchant_id: int, at: datetime.datetime) -> QuerySet:
-    # Grouped by the merchant rather than a plain MIN: PostgreSQL reads a plain MIN(id) down the primary
-    # key from the oldest entry, filtering every entry before `at`.
-    return (
-        Entry.objects.filter(merchant_id=merchant_id, posted_at__gte=at)
-        .order_by()
-        .values("merchant_id")
-        .annotate(first=Min("id"))
-        .values_list("first", flat=True)
-    )
-
-
-_NO_ENTRY_ID = 2**63 - 1  # past every entry id (bigint)
-
-# A bounded account's cached balance with, in one pass over its legs since the period's first entry id: their
-# sum, and the count and sum of those in the period. Read in one statement, so the opening balance (the
-# balance less what was posted since) is of one moment.
+# A bounded account's cached balance with, in one pass over its legs since `start` (a range of
+# ledger_leg_account_posted_idx, index-only): their sum, and the count and sum of those before `end`. One
+# statement, so the opening balance (the balance less what was posted since) is of one moment.
 _BOUNDED_SUMMARY_SQL = """
-SELECT b.balance, COALESCE(s.since, 0), COALESCE(s.n, 0), COALESCE(s.t, 0)
-FROM ledger_accountbalance b
-LEFT JOIN (
-    SELECT l.account_id, SUM(l.amount) AS since,
-           COUNT(*) FILTER (WHERE e.posted_at < %s) AS n, SUM(l.amount) FILTER (WHERE e.posted_at < %s) AS t
-    FROM ledger_leg l JOIN ledger_entry e ON e.id = l.entry_id
-    WHERE l.account_id = %s AND l.entry_id >= %s AND e.posted_at >= %s
-    GROUP BY l.account_id
-) s ON s.account_id = b.account_id
+SELECT b.balance, s.since, s.n, s.t
+FROM ledger_accountbalance b CROSS JOIN (
+    SELECT COALESCE(SUM(l.amount), 0) AS since, COUNT(*) FILTER (WHERE l.posted_at < %s) AS n,
+           COALESCE(SUM(l.amount) FILTER (WHERE l.posted_at < %s), 0) AS t
+    FROM ledger_leg l WHERE l.account_id = %s AND l.posted_at >= %s
+) s
 WHERE b.account_id = %s
+"""
+
+# The page's legs with their entries and running sums: a window over the account's legs of the period in
+# ledger_leg_account_posted_idx order (index-only, no sort), read up to the page's end, then the page's own
+# legs and entries by primary key. One statement, whatever the page's offset and size.
+_PAGE_SQL = """
+SELECT l.id, l.entry_id, l.account_id, l.unit, l.amount, l.balance_after, l.posted_at, w.running,
+       e.operation_type, e.operation_ref, e.memo
+FROM (
+    SELECT id, SUM(amount) OVER (ORDER BY posted_at, id) AS running FROM ledger_leg
+    WHERE account_id = %s AND posted_at >= %s AND posted_at < %s
+    ORDER BY posted_at, id LIMIT %s OFFSET %s
+) w
+JOIN ledger_leg l ON l.id = w.id
+JOIN ledger_entry e ON e.id = l.entry_id
+ORDER BY l.posted_at, l.id
 """
 
 
@@ -259,51 +247,36 @@ def statement_page(
     offset: int = 0,
     limit: int = 50,
 ) -> StatementPage:
-    """Like `statement`, one page at a time, in three queries whatever the number of legs: the period's
-    first entry id (see first_entry_id), the opening balance with the range's count and sum, and the page's
-    legs with a running sum (a window function, so the balance of a line on page 40 needs no earlier page).
-    None of them reads the account's history before `start`: the period's legs are a range of the account's
-    index from that entry id, and the opening balance of a bounded account is its cached balance less what
-    was posted since `start`, read in the same statement. An unbounded account (no cached balance) sums its
-    legs before `start`."""
+    """Like `statement`, one page at a time, in two queries whatever the number of legs: the opening
+    balance with the range's count and sum; the page's legs with their entries and running sums (a window
+    over the account's index in statement order, read up to the page's end: the balance of a line on page
+    40 needs no earlier page, and nothing is sorted). Legs carry their entry's posted_at, so no query joins
+    the period's legs to their entries, and none reads the account's history before `start` when the
+    account is bounded: its opening balance is the cached balance less what was posted since. An unbounded account (no cached balance) sums its legs before `start`, index-only."""
     start_at, end_at = _local_bounds(start, end)
     sign = account.normal_sign
-    # The bound as a value rather than a subquery: the planner then sees how few legs are left (for an
-    # unknown parameter it guesses a third of the account's legs, and starts parallel workers for them).
-    first = next(iter(_first_entry_ids(account.merchant_id, start_at)), None)
-    # Nothing posted since `start`: an empty range of the index (still read: the same queries either way).
-    bound = first if first is not None else _NO_ENTRY_ID
-    since = Leg.objects.filter(account=account, entry_id__gte=bound, entry__posted_at__gte=start_at)
-    legs = since.filter(entry__posted_at__lt=end_at)
+    at = connection.ops.adapt_datetimefield_value  # as the ORM passes them (UTC text on SQLite)
     if account.allow_negative:
-        period = Q(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
-        row = Leg.objects.filter(account=account).aggregate(
-            opening=Coalesce(Sum("amount", filter=Q(entry__posted_at__lt=start_at)), 0),
+        period = Q(posted_at__gte=start_at, posted_at__lt=end_at)
+        row = Leg.objects.filter(account=account, posted_at__lt=end_at).aggregate(
+            opening=Coalesce(Sum("amount", filter=Q(posted_at__lt=start_at)), 0),
             n=Count("id", filter=period),
             t=Coalesce(Sum("amount", filter=period), 0),
         )
         opening, count, total = row["opening"], row["n"], row["t"]
-    elif first is None:  # nothing posted since `start`: the balance now is the opening balance
-        opening, count, total = AccountBalance.objects.get(account=account).balance * sign, 0, 0
     else:
-        at = connection.ops.adapt_datetimefield_value  # as the ORM passes them (UTC text on SQLite)
         with connection.cursor() as cursor:
-            cursor.execute(_BOUNDED_SUMMARY_SQL, [at(end_at), at(end_at), account.pk, first, at(start_at), account.pk])
+            cursor.execute(_BOUNDED_SUMMARY_SQL, [at(end_at), at(end_at), account.pk, at(start_at), account.pk])
             balance, posted_since, count, total = cursor.fetchone()
-        opening = balance * sign - int(posted_since)  # both as sums of leg amounts (numeric on PostgreSQL)
-        total = int(total)
+        # Sums of leg amounts (numeric on PostgreSQL); the cached balance is normal-side.
+        opening, total = balance * sign - int(posted_since), int(total)
     result = StatementPage(account=account, start=start_at, end=end_at, opening=opening * sign,
                            line_count=count, range_closing=(opening + total) * sign)  # fmt: skip
-    order = [F("entry__posted_at").asc(), F("id").asc()]
-    rows = (
-        legs.select_related("entry")
-        .annotate(running=Window(Sum("amount"), order_by=order))
-        .order_by("entry__posted_at", "id")[offset : offset + limit]
-    )
+    rows = Leg.objects.raw(_PAGE_SQL, [account.pk, at(start_at), at(end_at), max(limit, 0), max(offset, 0)])
     for leg in rows:
         result.lines.append(
-            StatementLine(leg.entry_id, leg.entry.posted_at, leg.entry.operation_type, leg.entry.operation_ref,
-                          leg.entry.memo, leg.amount * sign, (opening + leg.running) * sign)
+            StatementLine(leg.entry_id, leg.posted_at, leg.operation_type, leg.operation_ref, leg.memo,
+                          leg.amount * sign, (opening + int(leg.running)) * sign)
         )  # fmt: skip
     return result
 
@@ -329,18 +302,17 @@ def totals(
     a refunded amount nets out in the period of its reversal."""
     if period not in _TRUNC:
         raise ValueError(f"period must be one of {sorted(_TRUNC)}")
-    # The merchant on both sides (a leg's account and entry share it): the accounts of the purposes are
-    # the merchant's few, not every merchant's.
-    legs = Leg.objects.filter(entry__merchant=merchant, account__merchant=merchant, unit=unit)
+    # A leg's account and entry share the merchant (the deferred per-entry trigger and reconcile check it):
+    # the accounts of the purposes are the merchant's few, and their legs of the period are ranges of
+    # ledger_leg_account_posted_idx, read without their entries unless grouped by store.
+    legs = Leg.objects.filter(account__merchant=merchant, unit=unit)
     if purposes is not None:
         legs = legs.filter(account__purpose__in=list(purposes))
     if start is not None or end is not None:
         start_at, end_at = _local_bounds(start or datetime.date(2000, 1, 1), end or datetime.date(2999, 12, 31))
-        legs = legs.filter(entry__posted_at__gte=start_at, entry__posted_at__lt=end_at)
-        if start is not None:  # the period's legs, not the accounts' whole history (first_entry_id)
-            legs = legs.filter(entry_id__gte=first_entry_id(merchant.pk, start_at))
+        legs = legs.filter(posted_at__gte=start_at, posted_at__lt=end_at)
     tz = ZoneInfo(settings.TIME_ZONE)
-    group = {"period": _TRUNC[period]("entry__posted_at", tzinfo=tz)}
+    group = {"period": _TRUNC[period]("posted_at", tzinfo=tz)}
     if by_store:
         group["store_id"] = F("entry__store_id")
     if by_detail:
@@ -379,7 +351,7 @@ class ReconciliationReport:
 
 def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
     """Recompute every cached balance from legs, check every entry sums to zero per unit, every leg's
-    entry and account exist, share the merchant and the unit, no bounded account is negative and every
+    entry and account exist, share the merchant and the unit, every leg has its entry's posted_at, no bounded account is negative and every
     bounded account has its row."""
     report = ReconciliationReport()
     where_m = "WHERE a.merchant_id = %s" if merchant else ""
@@ -424,11 +396,13 @@ def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
             report.problems.append(f"entry {entry_id}: fewer than two legs")
         # Legs carry no database foreign keys (see Leg): check what they would have, and more.
         cursor.execute(
-            "SELECT l.id, l.entry_id, l.account_id, l.unit, a.id, a.unit, a.merchant_id, e.id, e.merchant_id"
+            "SELECT l.id, l.entry_id, l.account_id, l.unit, a.id, a.unit, a.merchant_id, e.id, e.merchant_id,"
+            " l.posted_at <> e.posted_at"
             " FROM ledger_leg l LEFT JOIN ledger_account a ON a.id = l.account_id"
             " LEFT JOIN ledger_entry e ON e.id = l.entry_id WHERE "
             + ("(e.merchant_id = %s OR a.merchant_id = %s) AND " if merchant else "")
-            + "(a.id IS NULL OR e.id IS NULL OR l.unit <> a.unit OR a.merchant_id <> e.merchant_id)",
+            + "(a.id IS NULL OR e.id IS NULL OR l.unit <> a.unit OR a.merchant_id <> e.merchant_id"
+            " OR l.posted_at <> e.posted_at)",
             params * 2,
         )
         for (
@@ -441,6 +415,7 @@ def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
             acc_merchant,
             found_entry,
             entry_merchant,
+            other_date,
         ) in cursor.fetchall():
             if found_entry is None:
                 report.problems.append(f"leg {leg_id}: entry {entry_id} does not exist")
@@ -450,6 +425,8 @@ def reconcile(merchant: Merchant | None = None) -> ReconciliationReport:
                 report.problems.append(f"leg {leg_id}: account {acc_id} belongs to another merchant than its entry")
             if found_acc is not None and unit != acc_unit:
                 report.problems.append(f"leg {leg_id}: unit {unit} differs from its account's {acc_unit}")
+            if other_date:  # statements and period totals read a leg's own posted_at
+                report.problems.append(f"leg {leg_id}: is dated otherwise than its entry")
     return report
 
 

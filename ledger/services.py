@@ -654,9 +654,9 @@ _INSERT_ENTRY = (
 )
 # The entry and its legs in one round trip; no row comes back when the idempotency key is taken.
 _PG_INSERT_ENTRY_AND_LEGS = (
-    f"WITH e AS ({_INSERT_ENTRY})"
-    " INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after)"
-    " SELECT e.id, v.account_id, v.unit, v.amount, v.balance_after FROM e,"
+    f"WITH e AS ({_INSERT_ENTRY}, posted_at)"  # RETURNING id, posted_at: legs carry their entry's time
+    " INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at)"
+    " SELECT e.id, v.account_id, v.unit, v.amount, v.balance_after, e.posted_at FROM e,"
     " unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY"
     " AS v(account_id, unit, amount, balance_after, n) ORDER BY v.n RETURNING entry_id"
 )
@@ -677,8 +677,8 @@ def _text_array(values: Sequence[str]) -> str:
 
 @functools.cache
 def _insert_legs_sql(legs: int) -> str:
-    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * legs)
-    return f"INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES {rows}"
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * legs)
+    return f"INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at) VALUES {rows}"
 
 
 class _PreparedCursor:
@@ -736,10 +736,10 @@ def _write(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
     now = timezone.now()
     postgres = conn.vendor == "postgresql"
     accounts = {account.id: account for account, _ in p.legs}
+    posted_at = conn.ops.adapt_datetimefield_value(now)  # the entry's, copied onto each leg
     entry_params = [
         p.merchant_id, p.idempotency_key, p.operation_type, p.operation_ref, p.actor_id, p.actor_label,
-        p.store_id, p.member_id, p.memo, conn.ops.adapt_datetimefield_value(now), p.reverses_id,
-        p.fingerprint,
+        p.store_id, p.member_id, p.memo, posted_at, p.reverses_id, p.fingerprint,
     ]  # fmt: skip
     with _cursor(conn) as cursor:
         try:
@@ -769,7 +769,7 @@ def _write(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
                 [
                     v
                     for (a, amt), after in zip(p.legs, afters, strict=True)
-                    for v in (entry_id, a.id, a.unit, amt, after)
+                    for v in (entry_id, a.id, a.unit, amt, after, posted_at)
                 ],
             )
         elif postgres:
@@ -794,7 +794,9 @@ def _write(p: _Prepared, conn, changes: dict[int, int]) -> Entry:
             if row is None:
                 raise _AlreadyPosted()
             entry_id = row[0]
-            rows = [(entry_id, a.id, a.unit, amt, after) for (a, amt), after in zip(p.legs, afters, strict=True)]
+            rows = [
+                (entry_id, a.id, a.unit, amt, after, posted_at) for (a, amt), after in zip(p.legs, afters, strict=True)
+            ]
             for chunk in _chunks(rows, 500):
                 cursor.execute(_insert_legs_sql(len(chunk)), [value for leg in chunk for value in leg])
     entry = _entry_from(p, entry_id, now, conn)

@@ -507,19 +507,23 @@ def test_reconcile_clean_then_detects_a_corrupted_cached_balance(merchant, membe
     assert f"account {principal.pk}: cached balance 999 but legs give 750" in out
 
 
-def test_reconcile_detects_legs_with_a_missing_or_foreign_account(merchant, member):
+def test_reconcile_detects_legs_with_a_missing_or_foreign_account_or_another_date(merchant, member):
     if connection.vendor == "postgresql":
         pytest.skip("PostgreSQL refuses such legs at commit (test_ledger_postgres); SQLite relies on reconcile")
     entry = fund(principal_account(member), 100)
     other = principal_account(make_owner(MerchantFactory()))
+    cash, at = cash_account(merchant), connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:  # SQLite has no triggers: write bad legs behind the ledger's back
         cursor.execute(
-            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, 'CNY', 5), (%s, %s, 'CNY', -5)",
-            [entry.pk, 987654, entry.pk, other.pk],
-        )
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, posted_at)"
+            " VALUES (%s, %s, 'CNY', 5, %s), (%s, %s, 'CNY', -5, %s), (%s, %s, 'CNY', 1, %s), (%s, %s, 'CNY', -1, %s)",
+            [entry.pk, 987654, at(entry.posted_at), entry.pk, other.pk, at(entry.posted_at),
+             entry.pk, cash.pk, at(entry.posted_at - datetime.timedelta(days=40)), entry.pk, cash.pk, at(entry.posted_at)],
+        )  # fmt: skip
     problems = selectors.reconcile().problems
     assert any(p.endswith("account 987654 does not exist") for p in problems)
     assert any(p.endswith(f"account {other.pk} belongs to another merchant than its entry") for p in problems)
+    assert any(p.endswith("is dated otherwise than its entry") for p in problems)
 
 
 def test_transfer_between_members(merchant):

@@ -1,5 +1,6 @@
 """Ledger claims that only a real database with real concurrent transactions can show."""
 
+import datetime
 import random
 import threading
 
@@ -167,8 +168,9 @@ def test_trigger_refuses_unbalanced_raw_insert_at_commit():
     # An extra leg smuggled into a posted entry.
     with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after) VALUES (%s, %s, 'CNY', 5, NULL)",
-            [entry.pk, cash.pk],
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, balance_after, posted_at)"
+            " VALUES (%s, %s, 'CNY', 5, NULL, %s)",
+            [entry.pk, cash.pk, entry.posted_at],
         )
     # A whole unbalanced entry written by hand.
     with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic(), connection.cursor() as cursor:
@@ -179,8 +181,10 @@ def test_trigger_refuses_unbalanced_raw_insert_at_commit():
         )
         raw_id = cursor.fetchone()[0]
         cursor.execute(
-            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, 'CNY', 7), (%s, %s, 'CNY', -6)",
-            [raw_id, cash.pk, raw_id, principal.pk],
+            "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, posted_at)"
+            " SELECT %s, %s, 'CNY', 7, posted_at FROM ledger_entry WHERE id = %s"
+            " UNION ALL SELECT %s, %s, 'CNY', -6, posted_at FROM ledger_entry WHERE id = %s",
+            [raw_id, cash.pk, raw_id, raw_id, principal.pk, raw_id],
         )
     assert not Entry.objects.filter(idempotency_key="raw").exists()
     assert Leg.objects.filter(entry=entry).count() == 2
@@ -193,18 +197,24 @@ def test_trigger_refuses_legs_on_a_missing_foreign_or_wrong_unit_account_and_a_m
     foreign = cash_account(MerchantFactory())
     points = services.get_or_create_account(merchant, "issuance", "POINT")
     entry = fund(principal, 100)
-    leg_sql = "INSERT INTO ledger_leg (entry_id, account_id, unit, amount) VALUES (%s, %s, %s, 5), (%s, %s, 'CNY', -5)"
-    for account_id, unit, message in (
-        (987654321, "CNY", "which does not exist"),
-        (foreign.pk, "CNY", "of another merchant"),
-        (points.pk, "CNY", "is in CNY but account"),
+    leg_sql = (
+        "INSERT INTO ledger_leg (entry_id, account_id, unit, amount, posted_at)"
+        " VALUES (%s, %s, %s, 5, %s), (%s, %s, 'CNY', -5, %s)"
+    )
+    other_time = entry.posted_at - datetime.timedelta(days=40)
+    for account_id, unit, posted_at, message in (
+        (987654321, "CNY", entry.posted_at, "which does not exist"),
+        (foreign.pk, "CNY", entry.posted_at, "of another merchant"),
+        (points.pk, "CNY", entry.posted_at, "is in CNY but account"),
+        # A leg dated otherwise than its entry would put it in another period of the account's statement.
+        (cash.pk, "CNY", other_time, "is dated"),
     ):
-        # Balanced pairs: only the per-entry account check can refuse them.
+        # Balanced pairs: only the per-entry leg check can refuse them.
         with pytest.raises(DatabaseError, match=message), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(leg_sql, [entry.pk, account_id, unit, entry.pk, cash.pk])
+            cursor.execute(leg_sql, [entry.pk, account_id, unit, posted_at, entry.pk, cash.pk, entry.posted_at])
     missing_entry = pytest.raises(DatabaseError, match="entry 987654321, which does not exist")
     with missing_entry, transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(leg_sql, [987654321, cash.pk, "CNY", 987654321, cash.pk])
+        cursor.execute(leg_sql, [987654321, cash.pk, "CNY", entry.posted_at, 987654321, cash.pk, entry.posted_at])
     assert Leg.objects.filter(entry=entry).count() == 2
     assert selectors.reconcile().clean
 

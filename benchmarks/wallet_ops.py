@@ -17,6 +17,15 @@ database connection each), one operation at a time:
   cash_refund         cash_refund_stored_value of a member (pays out principal, forfeits bonus, closes the card)
   cash_refund_grant   cash_refund_grant of an unused paid coupon grant (10 uses, bought for ¥200)
 
+With --floor, two yardsticks run after the operations (their rows and JSON keys only then):
+
+  django_floor        the least a wallet operation does, through Django on Django's connection: in
+                      transaction.atomic(), lock the member's row (lock_members: one SELECT ... FOR NO KEY
+                      UPDATE), post_entry of 2 legs as a recharge would (cash Dr, the member's principal Cr,
+                      fresh idempotency key) and one raw INSERT of a recharge row (no lines)
+  django_floor_numbered  the same with the recharge's business number (next_business_number(merchant, "cz"),
+                      on the numbering's own connection) taken after the lock, as recharge takes it
+
 Every iteration gets fresh inputs: a random member of the worker's own slice of the members (workers never
 share a member, grant or line, so the only contention between them is the merchant's own: numbering, the
 merchant-side accounts); lines to refund and grants to refund are made by each worker before the clock
@@ -113,6 +122,11 @@ OPS: dict[str, str] = {
     "cash_refund_grant": "cash_refund_grant: an unused 10-use coupon bought for ¥200",
 }
 WALLET_OPS = [op for op in OPS if op != "ledger_post"]
+# Yardsticks run only with --floor: the least any wallet operation does, through Django on Django's connection.
+FLOOR_OPS: dict[str, str] = {
+    "django_floor": "atomic(): lock the member row, post_entry cash Dr/principal Cr (2 legs), INSERT 1 recharge row",
+    "django_floor_numbered": "django_floor + members.services.next_business_number(merchant, 'cz') after the lock",
+}
 
 
 _RUN_SEQ = itertools.count(1)
@@ -296,9 +310,66 @@ def _make_ops(cfg: dict, idx: int):
             services.cash_refund_stored_value(member=member, payment_method="wechat", reason=REASON,
                                               actor=ops.actor, store=ops.store)  # fmt: skip
 
+    elif op in FLOOR_OPS:
+        run = _floor_op(cfg, ops, numbered=op == "django_floor_numbered")
+        next_input = ops.member
+
     else:
         raise ValueError(f"unknown operation {op}")
     return ops, next_input, run, prepare
+
+
+# The record row of the floor: a recharge row as wallet.services.recharge writes it (one INSERT, no lines), in
+# the table the benchmark's recharges fill, so the floor adds nothing to the schema.
+_FLOOR_RECORD_SQL = (
+    "INSERT INTO wallet_recharge (merchant_id, number, member_id, store_id, operator_id, created_at, idempotency_key,"
+    " request_hash, note, payment_method, list_total_fen, paid_total_fen, bonus_total_fen, entry_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, NULL, '', '', 'wechat', %s, %s, 0, %s)"
+)
+FLOOR_FEN = 100_000  # the plan's ¥1000: cash Dr, principal Cr
+
+
+def _floor_op(cfg: dict, ops: _Ops, *, numbered: bool):
+    """The smallest operation any wallet operation must at least do (--floor): in one transaction on Django's
+    connection, lock the member's row (wallet.services.postings.lock_members: one SELECT ... FOR NO KEY
+    UPDATE), post a recharge-like 2-leg entry (cash Dr, the member's principal Cr; fresh idempotency key) and
+    insert one record row; `numbered` takes a business number as recharge does (after the lock, on the
+    numbering's own connection) and records under it."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from ledger import services as ledger
+    from ledger.models import Account
+    from members import services as member_services
+    from wallet.services.postings import lock_members
+
+    mine = cfg["member_ids"][ops.idx :: cfg["workers"]]
+    principal_ids = cfg["principal_ids"][ops.idx :: cfg["workers"]]
+    by_id = Account.objects.in_bulk([*principal_ids, cfg["cash_id"]])
+    principal = {m: by_id[a] for m, a in zip(mine, principal_ids, strict=True)}
+    cash = by_id[cfg["cash_id"]]
+    counter = iter(range(10**12))
+    # Recharge numbers are unique per merchant: a run's own prefix keeps the unnumbered floor's apart
+    # from other runs' (and from the cz… numbers, which the numbered floor shares with real recharges).
+    tag = f"fl{cfg['phase'].rsplit('-', 1)[-1]}-{ops.idx}-"
+    prefix = f"wf-{cfg['phase']}-{ops.idx}-"
+    operator_id = ops.actor.pk
+
+    def run(member):
+        i = next(counter)
+        with transaction.atomic():
+            lock_members([member.pk])
+            number = member_services.next_business_number(member.merchant, "cz") if numbered else f"{tag}{i}"
+            legs = [ledger.increase(cash, FLOOR_FEN), ledger.increase(principal[member.pk], FLOOR_FEN)]
+            entry = ledger.post_entry(
+                merchant=member.merchant, legs=legs, operation_type="bench_floor", operation_ref=number,
+                idempotency_key=f"{prefix}{i}", actor=ops.actor, store=ops.store, member=member,
+            )  # fmt: skip
+            with connection.cursor() as cursor:
+                cursor.execute(_FLOOR_RECORD_SQL, [member.merchant_id, number, member.pk, ops.store.pk, operator_id,
+                                                   timezone.now(), FLOOR_FEN, FLOOR_FEN, entry.pk])  # fmt: skip
+
+    return run
 
 
 def _count_statements(run, inputs: list) -> list[dict]:
@@ -357,7 +428,7 @@ def _worker(cfg: dict, idx: int, ready_q, start_event, start_at, deadline_at, re
         with connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         ops, next_input, run, prepare = _make_ops(cfg, idx)
-        warmup = WARMUP_LEDGER if cfg["op"] == "ledger_post" else WARMUP_OPS
+        warmup = WARMUP_LEDGER if cfg["op"] == "ledger_post" or cfg["op"] in FLOOR_OPS else WARMUP_OPS
         counted = min(COUNTED_OPS, warmup) if idx == 0 else 0
         if prepare is not None:
             prepare(warmup)
@@ -704,6 +775,7 @@ def _build_fixture(args, history: int, label: str, run_tag: str) -> dict:
             "refund_coupon_id": refund_coupon.pk,
             "member_ids": general,
             "principal_ids": [principals[m].pk for m in general],
+            "cash_id": cash.pk,
             "coupon_grant_ids": coupon_grant_ids,
             "refund_member_ids": owner_ids[args.members :],
             "debug_cursor": args.debug_cursor,
@@ -812,9 +884,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", default=",".join(OPS), help="operations to run (default all)")
     parser.add_argument("--sample-ms", type=float, default=20.0, help="lock-wait sampling interval (default 20)")
     parser.add_argument("--debug-cursor", action="store_true", help="keep DEBUG's query-logging cursor in workers")
+    parser.add_argument(
+        "--floor", action="store_true", help=f"also run the yardsticks {', '.join(FLOOR_OPS)} (after the operations)"
+    )
     args = parser.parse_args(argv)
     ops = [op for op in args.ops.split(",") if op]
-    unknown = [op for op in ops if op not in OPS]
+    unknown = [op for op in ops if op not in OPS and not (args.floor and op in FLOOR_OPS)]
+    if args.floor:
+        ops += [op for op in FLOOR_OPS if op not in ops]
     if unknown or "ledger_post" not in ops:
         parser.error(f"--ops: unknown {unknown}; ledger_post is required (the ratios' yardstick)")
     if args.seconds <= 0 or args.members < 2 * max(args.workers) or args.history < 1 or args.refund_members < 0:
@@ -927,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
                         + ("; raise --refund-members" if op == "cash_refund" else "")
                     )
     print()
-    for op, what in OPS.items():
+    for op, what in {**OPS, **FLOOR_OPS}.items():
         if op in ops:
             print(f"{op:<21} {what}")
     print()

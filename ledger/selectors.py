@@ -258,7 +258,8 @@ def statement_page(
     at = connection.ops.adapt_datetimefield_value  # as the ORM passes them (UTC text on SQLite)
     if account.allow_negative:
         period = Q(posted_at__gte=start_at, posted_at__lt=end_at)
-        row = Leg.objects.filter(account=account, posted_at__lt=end_at).aggregate(
+        # Up to the later bound: the opening balance is what was posted before `start`, even past `end`.
+        row = Leg.objects.filter(account=account, posted_at__lt=max(start_at, end_at)).aggregate(
             opening=Coalesce(Sum("amount", filter=Q(posted_at__lt=start_at)), 0),
             n=Count("id", filter=period),
             t=Coalesce(Sum("amount", filter=period), 0),

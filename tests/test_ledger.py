@@ -532,3 +532,20 @@ def test_transfer_between_members(merchant):
     transfer(a, b, 60)
     assert (selectors.balance(a), selectors.balance(b)) == (40, 60)
     assert selectors.reconcile(merchant).clean
+
+
+def test_statement_page_of_a_range_ending_before_it_starts_opens_with_the_balance_before_its_start(merchant, member):
+    """An empty range whose end precedes its start: the opening balance is still what was posted before the
+    start, for an unbounded account as for a bounded one and as `statement` gives it."""
+    principal, wechat = principal_account(member), cash_account(merchant, "wechat")
+    for day, amount in ((1, 500), (3, 70)):
+        with mock.patch(
+            "django.utils.timezone.now", return_value=datetime.datetime(2026, 3, day, 10, tzinfo=datetime.UTC)
+        ):
+            fund(principal, amount, cash=wechat)
+    start, end = datetime.date(2026, 3, 4), datetime.date(2026, 3, 2)
+    for account in (principal, wechat):
+        full = selectors.statement(account, start, end)
+        page = selectors.statement_page(account, start, end)
+        assert (page.opening, page.line_count, page.range_closing, page.lines) == (570, 0, 570, [])
+        assert (full.opening, full.closing) == (570, 570)

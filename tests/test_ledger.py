@@ -434,8 +434,8 @@ def test_totals_by_day_store_and_payment_method(merchant):
 
 
 def test_statement_pages_and_period_totals_read_from_the_period_and_match_the_whole_history(merchant, member):
-    """statement_page and totals find a period's legs from its first entry id and a bounded account's opening
-    balance from its cached balance: the same figures as summing the whole history, also when an entry took
+    """statement_page and totals read a period's legs by the legs' own posted_at (one index range) and a bounded
+    account's opening balance from its cached balance: the same figures as summing the whole history, also when an entry took
     its id after one posted later (concurrent posts) and when legs follow the period."""
     principal, other = principal_account(member), principal_account(make_owner(merchant))
     wechat = cash_account(merchant, "wechat")

@@ -40,8 +40,9 @@ both and what is measured is whether a page reads the history it does not show. 
 spread evenly over the span too.
 
 Timed through Django's test client (URL resolution, middleware, session, the views' selectors and templates;
-DEBUG off), as the merchant admin, --runs times each after --warmup untimed requests (default 20 and 2), the
-small set first (before the large one exists), then the large set:
+DEBUG off), as the merchant admin, --runs times each after --warmup untimed requests (default 20 and 2), in
+rounds (each round requests every page once, so a passing load falls on all pages alike), the small set first
+(before the large one exists), then the large set:
 
   dashboard                        GET /                  (figures, chart, stores, payment methods)
   members_first / members_last     GET /members/          and ?page=last
@@ -81,6 +82,7 @@ same number of queries in both sets), goals_met and the pages missing a goal (fa
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -565,8 +567,8 @@ def _pages(fx: dict) -> list[tuple[str, str, dict]]:
     return pages
 
 
-def _time_page(client, url: str, params: dict, runs: int, warmup: int) -> tuple[list[float], int, int]:
-    """(timings in seconds, statements of one request, response size)."""
+def _prepare_page(client, url: str, params: dict, warmup: int) -> tuple[int, int]:
+    """Warm the page up, then count the statements of one request: (statements, response size)."""
     from django.db import connection
 
     for _ in range(warmup):
@@ -581,31 +583,37 @@ def _time_page(client, url: str, params: dict, runs: int, warmup: int) -> tuple[
     # Django resets its query log per request: every statement is counted by a wrapper instead.
     with connection.execute_wrapper(count):
         response = client.get(url, params)
-    size = len(response.content)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        response = client.get(url, params)
-        times.append(time.perf_counter() - t0)
-        assert response.status_code == 200, (url, params, response.status_code)
-    return times, counted[0], size
+    return counted[0], len(response.content)
 
 
 def _measure(fx: dict, runs: int, warmup: int, only: list[str]) -> dict[str, dict]:
+    """Times the pages in rounds: each round requests every page once, in turn, so the machine's passing
+    load (other processes, autovacuum, CPU steal on a shared host) falls on all pages alike instead of on
+    whichever page was being timed then; the ratios between pages (growth, the member pages) compare
+    requests made under the same conditions. A garbage collection between rounds keeps one round's garbage
+    out of the next."""
     from django.test import Client
 
     client = Client()
     client.force_login(fx["admin"])
+    pages = [(name, url, params) for name, url, params in _pages(fx) if not only or any(p in name for p in only)]
+    prepared = {name: _prepare_page(client, url, params, warmup) for name, url, params in pages}
+    times: dict[str, list[float]] = {name: [] for name, _url, _params in pages}
+    for _ in range(runs):
+        gc.collect()
+        for name, url, params in pages:
+            t0 = time.perf_counter()
+            response = client.get(url, params)
+            times[name].append(time.perf_counter() - t0)
+            assert response.status_code == 200, (url, params, response.status_code)
     results = {}
-    for name, url, params in _pages(fx):
-        if only and not any(part in name for part in only):
-            continue
-        times, queries, size = _time_page(client, url, params, runs, warmup)
-        ordered = sorted(times)
+    for name, _url, _params in pages:
+        ordered = sorted(times[name])
+        queries, size = prepared[name]
         results[name] = {
             "p50_ms": _percentile(ordered, 0.5) * 1000,
             "p95_ms": _percentile(ordered, 0.95) * 1000,
-            "mean_ms": statistics.mean(times) * 1000,
+            "mean_ms": statistics.mean(ordered) * 1000,
             "queries": queries,
             "bytes": size,
         }

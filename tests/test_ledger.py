@@ -549,3 +549,24 @@ def test_statement_page_of_a_range_ending_before_it_starts_opens_with_the_balanc
         page = selectors.statement_page(account, start, end)
         assert (page.opening, page.line_count, page.range_closing, page.lines) == (570, 0, 570, [])
         assert (full.opening, full.closing) == (570, 570)
+
+
+def test_a_statement_page_is_two_queries_whatever_the_history_and_the_page(merchant, member, django_assert_num_queries):
+    """statement_page reads a period from the legs' own posted_at: a summary and the page, for a bounded and an
+    unbounded account, an empty period, the first page and one deep in the range."""
+    principal, wechat = principal_account(member), cash_account(merchant, "wechat")
+    for day in range(1, 9):
+        with mock.patch(
+            "django.utils.timezone.now", return_value=datetime.datetime(2026, 4, day, 10, tzinfo=datetime.UTC)
+        ):
+            for _ in range(3):
+                fund(principal, 100, cash=wechat)
+    full = selectors.statement(principal, datetime.date(2026, 4, 2), datetime.date(2026, 4, 7))
+    for account in (principal, wechat):
+        for start, end, offset in ((datetime.date(2026, 4, 2), datetime.date(2026, 4, 7), 0),
+                                   (datetime.date(2026, 4, 2), datetime.date(2026, 4, 7), 15),
+                                   (datetime.date(2026, 5, 1), datetime.date(2026, 5, 2), 0)):  # fmt: skip
+            with django_assert_num_queries(2):
+                page = selectors.statement_page(account, start, end, offset=offset, limit=2)
+            if account == principal and start.month == 4:
+                assert page.lines == full.lines[offset : offset + 2]

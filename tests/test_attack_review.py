@@ -22,6 +22,7 @@ from members import services as member_services
 from members.models import Owner
 from tests.factories import make_staff
 from tests.flows_helpers import Office, consume_lines, fresh, make_office
+from tests.test_ledger_postgres import race_outcomes
 from wallet.models import ConsumptionLine, EntitlementRefund
 
 pytestmark = pytest.mark.django_db
@@ -473,26 +474,6 @@ def test_foreign_choices_in_the_staff_forms_are_field_errors(client, case):
 # ---------------------------------------------------------------- races on PostgreSQL, real threads
 
 
-def _race(count: int, action) -> dict[int, object]:
-    import threading
-
-    from tests.test_ledger_postgres import run_threads
-
-    outcome: dict[int, object] = {}
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        try:
-            result = action(i)
-        except ValidationError as exc:
-            result = exc
-        with lock:
-            outcome[i] = result
-
-    assert run_threads(count, worker) == []
-    return outcome
-
-
 @pytest.mark.parametrize("trial", range(3))
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
@@ -500,7 +481,7 @@ def test_two_operators_requesting_the_same_line_at_once_make_one_request(trial):
     office = make_office()
     line = consume_lines(office, 5_000)[0]
     operators = (office.operator, office.operator2)
-    outcome = _race(2, lambda i: services.start_refund_request(
+    outcome = race_outcomes(2, lambda i: services.start_refund_request(
         member=Owner.objects.get(pk=office.member.pk), store=office.store, kind="lines", actor=operators[i],
         reason="退", lines=[ConsumptionLine.objects.get(pk=line.pk)]))  # fmt: skip
     refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
@@ -526,7 +507,7 @@ def test_closing_the_membership_racing_a_refund_request_never_lets_both_through(
                                              kind="lines", actor=office.admin, reason="退",
                                              lines=[ConsumptionLine.objects.get(pk=line.pk)])  # fmt: skip
 
-    outcome = _race(2, act)
+    outcome = race_outcomes(2, act)
     closed = Owner.objects.get(pk=office.member.pk).status == Owner.Status.CLOSED
     requested = RefundRequest.objects.exists()
     assert closed != requested, outcome
@@ -543,7 +524,7 @@ def test_two_finance_approvals_at_once_refund_once():
     services.approve(request, actor=office.manager)
     assert fresh(request).state == State.FINANCE_REVIEW
     finance = (office.finance, second_finance)
-    outcome = _race(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=finance[i]))
+    outcome = race_outcomes(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=finance[i]))
     refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
     assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
     assert fresh(request).state == State.EXECUTED and EntitlementRefund.objects.count() == 1

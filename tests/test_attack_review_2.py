@@ -6,7 +6,6 @@ test_flows_refunds.py or test_attack_review.py is kept as a compact table."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
@@ -24,6 +23,7 @@ from members import services as member_services
 from members.models import Owner, Staff
 from tests.factories import make_staff
 from tests.flows_helpers import Office, consume_lines, fresh, make_office
+from tests.test_ledger_postgres import race_outcomes
 from wallet import services as wallet
 from wallet.models import Recharge
 
@@ -57,24 +57,6 @@ def bonus_request(office: Office, **kwargs) -> FreeValueRequest:
         member=Owner.objects.get(pk=office.member.pk), store=office.store, kind="recharge", actor=office.operator,
         reason="老客户回馈", item=BONUS, payment_method="cash", **kwargs,
     )  # fmt: skip
-
-
-def _race(count: int, action) -> dict[int, object]:
-    from tests.test_ledger_postgres import run_threads
-
-    outcome: dict[int, object] = {}
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        try:
-            result = action(i)
-        except ValidationError as exc:
-            result = exc
-        with lock:
-            outcome[i] = result
-
-    assert run_threads(count, worker) == []
-    return outcome
 
 
 # ---------------------------------------------------------------- holes found
@@ -142,7 +124,7 @@ def test_the_approval_form_posted_twice_at_once_makes_one_request(trial):
     member's lock; the second post answers with the first request."""
     office = make_office()
     token = str(uuid.uuid4())
-    outcome = _race(2, lambda i: bonus_request(office, form_token=token))
+    outcome = race_outcomes(2, lambda i: bonus_request(office, form_token=token))
     assert FreeValueRequest.objects.count() == 1
     first = FreeValueRequest.objects.get()
     assert all(getattr(r, "pk", None) == first.pk for r in outcome.values()), outcome

@@ -28,6 +28,7 @@ from members import roles
 from members.models import Owner
 from tests.factories import make_staff
 from tests.flows_helpers import fresh, history, make_office
+from tests.test_ledger_postgres import race_outcomes
 from wallet import services as wallet
 from wallet.models import ActivityPointsRule, CouponTemplate, Grant, Recharge, Voucher, VoucherTemplate
 from wallet.selectors import member_benefits
@@ -494,26 +495,6 @@ def test_the_review_has_a_deadline_and_reminds_the_merchant_admin():
 # ---------------------------------------------------------------- PostgreSQL, real threads
 
 
-def _race(count, action):
-    import threading
-
-    from tests.test_ledger_postgres import run_threads
-
-    outcome: dict[int, object] = {}
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        try:
-            result = action(i)
-        except ValidationError as exc:
-            result = exc
-        with lock:
-            outcome[i] = result
-
-    assert run_threads(count, worker) == []
-    return outcome
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_admins_approving_at_once_give_once():
@@ -523,7 +504,9 @@ def test_two_admins_approving_at_once_give_once():
     admin2 = make_staff(office.merchant, roles.MERCHANT_ADMIN, stores=[office.store]).user
     request = bonus_request(office)
     approvers = (office.admin, admin2)
-    outcome = _race(2, lambda i: services.approve(FreeValueRequest.objects.get(pk=request.pk), actor=approvers[i]))
+    outcome = race_outcomes(
+        2, lambda i: services.approve(FreeValueRequest.objects.get(pk=request.pk), actor=approvers[i])
+    )
     refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
     assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
     request = fresh(request)
@@ -544,7 +527,7 @@ def test_four_executions_at_once_give_once():
     request = bonus_request(office)
     with mock.patch("flows.tasks.execute_request_task.delay"):  # the worker has not run it yet
         services.approve(request, actor=office.admin)
-    outcome = _race(4, lambda i: services.execute_request(FreeValueRequest.objects.get(pk=request.pk)))
+    outcome = race_outcomes(4, lambda i: services.execute_request(FreeValueRequest.objects.get(pk=request.pk)))
     assert all(getattr(r, "state", None) == State.EXECUTED for r in outcome.values()), outcome
     assert Recharge.objects.count() == 1 and Entry.objects.filter(operation_type="recharge").count() == 1
     assert Notification.objects.filter(kind="executed").count() == 1

@@ -17,7 +17,7 @@ from ledger.models import Entry
 from members import services as member_services
 from members.models import Staff
 from tests.flows_helpers import consume_lines, fresh, make_office
-from tests.test_ledger_postgres import run_threads
+from tests.test_ledger_postgres import race_outcomes
 from wallet.models import ConsumptionLine, EntitlementRefund
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -33,22 +33,6 @@ def _request(office, *amounts):
                                          actor=office.operator, reason="退", lines=lines)  # fmt: skip
 
 
-def _run(count, action):
-    outcome: dict[int, object] = {}
-    lock = threading.Lock()
-
-    def worker(i: int) -> None:
-        try:
-            result = action(i)
-        except ValidationError as exc:
-            result = exc
-        with lock:
-            outcome[i] = result
-
-    assert run_threads(count, worker) == []
-    return outcome
-
-
 @pytest.mark.parametrize("trial", range(3))
 def test_two_approvals_at_once_refund_once(trial):
     """Both store managers approve the same refund at the same instant (the execution runs right after the
@@ -56,7 +40,7 @@ def test_two_approvals_at_once_refund_once(trial):
     office = make_office()
     request = _request(office, 3_000, 2_000)
     approvers = (office.manager, office.manager2)
-    outcome = _run(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=approvers[i]))
+    outcome = race_outcomes(2, lambda i: services.approve(RefundRequest.objects.get(pk=request.pk), actor=approvers[i]))
     refusals = [r for r in outcome.values() if isinstance(r, ValidationError)]
     assert len(refusals) == 1 and codes(refusals[0]) == {"transition_not_allowed"}
     request = fresh(request)
@@ -82,7 +66,7 @@ def test_two_executions_at_once_refund_once():
     with mock.patch("flows.tasks.execute_request_task.delay"):  # the worker has not run it yet
         services.approve(request, actor=office.manager)
     assert fresh(request).state == State.APPROVED
-    outcome = _run(4, lambda i: services.execute_request(RefundRequest.objects.get(pk=request.pk)))
+    outcome = race_outcomes(4, lambda i: services.execute_request(RefundRequest.objects.get(pk=request.pk)))
     assert all(getattr(r, "state", None) == State.EXECUTED for r in outcome.values()), outcome
     assert EntitlementRefund.objects.count() == 1
     assert Entry.objects.filter(operation_type="consumption_refund").count() == 1
@@ -99,7 +83,7 @@ def test_withdrawal_racing_the_review():
             return services.withdraw(fresh_request, actor=office.operator)
         return services.approve(fresh_request, actor=office.manager)
 
-    outcome = _run(2, act)
+    outcome = race_outcomes(2, act)
     request = fresh(request)
     if request.state == State.WITHDRAWN:
         assert codes(outcome[1]) == {"transition_not_allowed"}
@@ -119,7 +103,7 @@ def test_two_deadline_jobs_at_once_remind_once():
     office = make_office()
     _request(office, 1_000)
     later = timezone.now() + datetime.timedelta(days=5)
-    _run(2, lambda i: services.run_deadlines(later))
+    race_outcomes(2, lambda i: services.run_deadlines(later))
     assert TaskReminder.objects.count() == 2  # one reminder, one escalation
     task = Task.objects.get(flow_task_type="HUMAN")
     assert set(TaskReminder.objects.values_list("task_id", flat=True)) == {task.pk}
@@ -149,7 +133,7 @@ def test_two_split_refunds_submitted_at_once_count_each_other(trial):
 
     operators = (office.operator, office.operator2)
     with mock.patch("flows.rules.recent_refunds_fen", side_effect=read_then_linger):
-        outcome = _run(2, lambda i: services.start_refund_request(
+        outcome = race_outcomes(2, lambda i: services.start_refund_request(
             member=office.member, store=office.store, kind="lines", actor=operators[i], reason="拆分",
             lines=[lines[i]]))  # fmt: skip
     assert not [r for r in outcome.values() if isinstance(r, ValidationError)]
@@ -178,7 +162,7 @@ def test_losing_the_role_while_deciding_the_claimed_task(trial):
             return member_services.revoke_store_roles(staff, office.store, actor=office.admin, reason="调岗")
         return services.approve(RefundRequest.objects.get(pk=request.pk), actor=office.manager)
 
-    outcome = _run(2, act)
+    outcome = race_outcomes(2, act)
     request, task = (
         fresh(request),
         Task.objects.get(process_id=request.process_id, flow_task="flows/flows.RefundFlow.review"),

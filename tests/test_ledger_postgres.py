@@ -5,6 +5,7 @@ import random
 import threading
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from ledger import selectors, services
@@ -38,6 +39,24 @@ def run_threads(count: int, target) -> list[BaseException]:
     assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
     close_old_connections()
     return errors
+
+
+def race_outcomes(count: int, action) -> dict[int, object]:
+    """Run `action(i)` in `count` threads at once (run_threads): each thread's result, or the ValidationError
+    (domain errors included) it raised, by thread number. Any other exception fails the caller's test."""
+    outcome: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            result = action(i)
+        except ValidationError as exc:
+            result = exc
+        with lock:
+            outcome[i] = result
+
+    assert run_threads(count, worker) == []
+    return outcome
 
 
 def test_sixteen_threads_spending_three_hundred_units():

@@ -43,6 +43,8 @@ from .pagination import TwoEndedPaginator
 
 PAGE_SIZE = 20
 STATEMENT_DAYS = 30
+# Past any statement's last page (10 million lines), and an offset PostgreSQL's bigint still takes.
+MAX_STATEMENT_PAGE = 500_000
 
 TABS = (
     ("overview", gettext_lazy("Overview")),
@@ -234,19 +236,21 @@ class MemberDetailView(MemberMixin, TemplateView):
             return context
         start = form.cleaned_data["start"] or initial["start"]
         end = form.cleaned_data["end"] or initial["end"]
-        # Count first (one cheap query inside statement_page), then page: the page number is checked
-        # against the count like the other tabs.
-        first = wallet_selectors.account_statement(chosen.account, start, end, offset=0, limit=PAGE_SIZE)
-        paginator = Paginator(range(first.line_count), PAGE_SIZE)
+        # One read of the asked page (statement_page counts the range in the same call), then the page number
+        # is checked against that count like the other tabs: a page past the end is a 404.
         try:
-            page = paginator.page(self.request.GET.get("page") or 1)
+            number = int(self.request.GET.get("page") or 1)
+        except ValueError:
+            raise Http404(_("No such page.")) from None
+        if not 1 <= number <= MAX_STATEMENT_PAGE:
+            raise Http404(_("No such page."))
+        statement = wallet_selectors.account_statement(
+            chosen.account, start, end, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+        try:
+            page = Paginator(range(statement.line_count), PAGE_SIZE).page(number)
         except InvalidPage:
             raise Http404(_("No such page.")) from None
-        statement = first
-        if page.number > 1:
-            statement = wallet_selectors.account_statement(
-                chosen.account, start, end, offset=page.start_index() - 1, limit=PAGE_SIZE
-            )
         context.update(
             statement=statement,
             statement_rows=[

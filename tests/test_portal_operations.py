@@ -448,6 +448,21 @@ def test_the_statement_tab_pages_through_an_account_with_running_balances(client
     assert bad.status_code == 200 and bad.context["statement"] is None
 
 
+def test_a_statement_tab_page_reads_the_statement_once_and_refuses_pages_past_the_end(client_, shop):
+    _history(shop, 12)  # 36 lines on the principal: pages 1 and 2
+    principal = selectors.statement_accounts(shop.member)[0].account
+    counts = []
+    for page in (1, 2):
+        with CaptureQueriesContext(connection) as queries:
+            response = client_.get(url(shop, "member"), {"tab": "statement", "account": principal.pk, "page": page})
+        assert response.status_code == 200 and response.context["page_obj"].number == page
+        counts.append(len(queries))
+    assert counts[0] == counts[1]  # page 2 is not read after page 1
+    for page in ("3", "0", "-1", "x", "1.5", "99999999999999999999"):
+        response = client_.get(url(shop, "member"), {"tab": "statement", "account": principal.pk, "page": page})
+        assert response.status_code == 404, page
+
+
 def test_statement_page_matches_the_full_statement(shop):
     for _ in range(7):
         load_plan(shop)

@@ -6,8 +6,9 @@ approves the large one, and the refunds are carried out.
 
 Drives Debian's chromium (/usr/bin/chromium, installed by .ci/run with apt) through the `playwright`
 Python package; `playwright install` (which downloads browsers) is never used. Skipped when either is
-missing. Screenshots of the member page, the refused form, the confirmation, the task queue, the task page
-and the notifications are written to docs/screenshots/ for the README."""
+missing. The merchant admin's dashboard draws its chart and a consumptions list is filtered by store and date.
+Screenshots of the member page, the refused form, the confirmation, the task queue, the task page, the
+notifications, the dashboard and the filtered list are written to docs/screenshots/ for the README."""
 
 from __future__ import annotations
 
@@ -264,3 +265,41 @@ def test_a_refund_is_requested_claimed_and_approved_in_the_browser(live_server, 
     assert request.number in page.locator("#notifications").inner_text()
     assert page.locator("#site-badge-tasks").count() == 1
     screenshot(page, "notifications.png")
+
+
+def test_merchant_admin_reads_the_dashboard_and_a_filtered_list_in_the_browser(live_server, scene, page):
+    """The merchant admin's dashboard draws its per-day chart (Chart.js) in Chinese, and the consumptions list
+    narrowed by store and date shows the matching rows; both pages are saved for the README."""
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from tests.factories import StoreFactory
+
+    shop, _operator = scene
+    other_store = StoreFactory(merchant=shop.merchant, name="南门店")
+    for store, quantity in ((shop.store, 1), (other_store, 3)):  # 洁牙 ¥100 each
+        services.recharge(member=shop.member, store=store, payment_method="wechat", actor=None,
+                          items=[services.RechargeItem(kind="stored_value", amount_fen=200_000 * quantity)])  # fmt: skip
+        services.consume(member=shop.member, store=store, actor=None,
+                         items=[services.ConsumptionItem(service=shop.cleaning, quantity=quantity,
+                                                         stored_value_fen=10_000 * quantity)])  # fmt: skip
+    admin = make_staff(shop.merchant, roles.MERCHANT_ADMIN, stores=[shop.store, other_store], name="商户管理员")
+    admin.user.set_password(PASSWORD)
+    admin.user.save()
+    sign_in(page, live_server, admin.user)
+
+    page.goto(f"{live_server.url}/")
+    page.wait_for_selector("#dashboard-chart canvas#chart-recharges")
+    # Chart.js has drawn when the canvas carries its chart instance.
+    page.wait_for_function("() => window.Chart && window.Chart.getChart(document.getElementById('chart-recharges'))")
+    body = page.locator("main, body").first.inner_text()
+    assert "充值" in body and "消费" in body and "Dashboard" not in body
+    screenshot(page, "portal-dashboard-merchant-admin.png")
+
+    today = timezone.localdate().isoformat()
+    page.goto(
+        f"{live_server.url}{reverse('records:consumptions')}?store={other_store.pk}&date_from={today}&date_to={today}"
+    )
+    rows = page.locator("#portal-list").inner_text()
+    assert "南门店" in rows and "300.00" in rows and "100.00" not in rows
+    screenshot(page, "portal-list-consumptions-filtered.png")
